@@ -1,0 +1,49 @@
+"""Events the live engine emits and the bridge routes to sinks (OSC, MIDI, audio, recordings).
+
+Plain dataclasses: the engine never builds OSC/MIDI bytes itself; ``momu_live.bridge`` turns events
+into messages (pure builders), transports send them, a router picks sinks per preset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class PoseFrame:
+    person: int
+    frame: int
+    time: float  # seconds since the stream started
+    joints: np.ndarray  # (J, 3) float32, metres, y up (canonical skeleton unless names differ)
+    joint_names: tuple[str, ...] = ()
+    confidence: np.ndarray | None = None  # (J,)
+    source: str = "capture"  # "capture" (input dancer) or "generated"
+
+
+@dataclass
+class Beat:
+    index: int
+    time: float  # seconds since the stream started
+    bpm: float
+    phase: float = 0.0  # beat phase in [0, 1) at emission
+    downbeat: bool = False
+    source: str = "motion"  # "motion" (kinematic) | "music" | "generated"
+
+
+@dataclass
+class AudioBlock:
+    samples: np.ndarray  # (N,) or (N, C) float32 in [-1, 1]
+    sample_rate: int
+    time: float  # stream time of the first sample
+
+
+@dataclass
+class Status:
+    time: float
+    mode: str
+    latency_ms: dict = field(default_factory=dict)  # stage -> ms (capture, pose, window, model, decode, send)
+    dropped: int = 0
+    fps: float = 0.0
+    bpm: float = 0.0
+    message: str = ""

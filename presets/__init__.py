@@ -1,0 +1,1 @@
+"""Per-target presets (data): JSON configs, receiver scripts and patches."""
