@@ -4,3 +4,97 @@ Each family adds ``build_<family>(cfg)`` and ``debug_<family>()`` (a tiny model 
 Keep sections per family; edit only your own section.
 """
 from __future__ import annotations
+
+
+# ---------------------------------------------------------------------------------------------
+# vae (BiCoR-VAE, models/vae.py)
+def build_vae(cfg):
+    """BiCoRVAE from a ``BiCoRVAEConfig``, a dict (checkpoint JSON) or a size name."""
+    from momu_live.models.checkpoint import config_from_dict
+    from momu_live.models.vae import SIZES, BiCoRVAE, BiCoRVAEConfig
+
+    if isinstance(cfg, str):
+        if cfg not in SIZES:
+            from momu_live import MomuError
+
+            raise MomuError(f"unknown VAE size {cfg!r}; choose one of {sorted(SIZES)}")
+        cfg = SIZES[cfg]
+    elif isinstance(cfg, dict):
+        cfg = config_from_dict(BiCoRVAEConfig, cfg)
+    return BiCoRVAE(cfg)
+
+
+def debug_vae():
+    """Tiny BiCoR-VAE for tests."""
+    return build_vae("debug")
+
+
+# ---------------------------------------------------------------------------------------------
+# vocoder (fast iSTFT vocoder models/vocoder.py; HiFi-GAN V1 models/hifigan.py)
+def build_vocoder_fast(cfg):
+    """FastVocoder from a ``FastVocoderConfig``, a dict (checkpoint JSON) or a size name."""
+    from momu_live.models.checkpoint import config_from_dict
+    from momu_live.models.vocoder import SIZES, FastVocoder, FastVocoderConfig
+
+    if isinstance(cfg, str):
+        if cfg not in SIZES:
+            from momu_live import MomuError
+
+            raise MomuError(f"unknown vocoder size {cfg!r}; choose one of {sorted(SIZES)}")
+        cfg = SIZES[cfg]
+    elif isinstance(cfg, dict):
+        cfg = config_from_dict(FastVocoderConfig, cfg)
+    return FastVocoder(cfg)
+
+
+def debug_vocoder_fast():
+    """Tiny fast vocoder for tests."""
+    return build_vocoder_fast("debug")
+
+
+def build_hifigan(cfg):
+    """HiFi-GAN V1 generator from a ``HiFiGANConfig``, a dict or a size name (``v1``, ``debug``)."""
+    from momu_live.models.checkpoint import config_from_dict
+    from momu_live.models.hifigan import SIZES, HiFiGANConfig, HiFiGANGenerator
+
+    if isinstance(cfg, str):
+        if cfg not in SIZES:
+            from momu_live import MomuError
+
+            raise MomuError(f"unknown HiFi-GAN size {cfg!r}; choose one of {sorted(SIZES)}")
+        cfg = SIZES[cfg]
+    elif isinstance(cfg, dict):
+        cfg = config_from_dict(HiFiGANConfig, cfg)
+    return HiFiGANGenerator(cfg)
+
+
+def debug_hifigan():
+    """Tiny HiFi-GAN generator for tests."""
+    return build_hifigan("debug")
+
+
+# ---------------------------------------------------------------------------------------------
+# diffusion (DiT over BiCoR-VAE latents, models/dit.py)
+def build_dit(cfg):
+    """DiT from a ``DiTConfig``, a dict (checkpoint JSON) or a size name (``debug``, ``small``, ``base``)."""
+    from momu_live.models.checkpoint import config_from_dict
+    from momu_live.models.dit import SIZES, DiT, DiTConfig
+
+    if isinstance(cfg, str):
+        if cfg not in SIZES:
+            from momu_live import MomuError
+
+            raise MomuError(f"unknown DiT size {cfg!r}; choose one of {sorted(SIZES)}")
+        cfg = SIZES[cfg]
+    elif isinstance(cfg, dict):
+        cfg = config_from_dict(DiTConfig, cfg)
+    return DiT(cfg)
+
+
+def debug_dit(latent_dim: int = 4):
+    """Tiny DiT for tests (latent width matching ``debug_vae()``)."""
+    from dataclasses import replace
+
+    from momu_live.models.dit import SIZES
+
+    return build_dit(replace(SIZES["debug"], latent_dim=latent_dim))

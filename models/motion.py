@@ -6,9 +6,11 @@ File: ``.npz`` with
 - ``joint_names``  str [J]
 - ``joints2d``     optional float32 [T, J, 2] (normalised image coordinates, x right, y down)
 - ``confidence``   optional float32 [T, J] in [0, 1]
+- ``meta``         optional 0-d str: JSON object (provenance: source, gaps filled by ``momu pose`` ...)
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -79,9 +81,21 @@ class Motion:
             arrays["joints2d"] = self.joints2d
         if self.confidence is not None:
             arrays["confidence"] = self.confidence
+        if self.meta:
+            arrays["meta"] = np.array(json.dumps(self.meta, default=_json_default))
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"meta value of type {type(o).__name__} is not JSON-serialisable")
 
 
 def _interp(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -140,4 +154,91 @@ def load_motion(path: str | Path) -> Motion:
             joint_names=names,
             joints2d=z["joints2d"] if "joints2d" in z else None,
             confidence=z["confidence"] if "confidence" in z else None,
+            meta=_load_meta(z, path),
         )
+
+
+def _load_meta(z, path: Path) -> dict:
+    if "meta" not in z:
+        return {}
+    try:
+        meta = json.loads(str(z["meta"]))
+    except (ValueError, TypeError):
+        raise MomuError(f"{path}: 'meta' is not a JSON object string; re-save the motion") from None
+    if not isinstance(meta, dict):
+        raise MomuError(f"{path}: 'meta' must hold a JSON object")
+    return meta
+
+
+# canonical rest offsets of ``synthetic_dance`` (metres; facing +z, left = +x, arms along +-x)
+_SYNTH_OFFSETS = {
+    "spine": (0, 0.25, 0.0), "neck": (0, 0.25, 0.0), "head": (0, 0.2, 0.03),
+    "l_shoulder": (0.18, 0, 0), "l_elbow": (0.28, 0, 0), "l_wrist": (0.25, 0, 0),
+    "r_shoulder": (-0.18, 0, 0), "r_elbow": (-0.28, 0, 0), "r_wrist": (-0.25, 0, 0),
+    "l_hip": (0.1, 0, 0), "l_knee": (0, -0.45, 0), "l_ankle": (0, -0.42, 0), "l_toe": (0, -0.06, 0.15),
+    "r_hip": (-0.1, 0, 0), "r_knee": (0, -0.45, 0), "r_ankle": (0, -0.42, 0), "r_toe": (0, -0.06, 0.15),
+}
+
+
+def synthetic_dance(seconds: float = 8.0, fps: float = 30.0, bpm: float = 120.0, seed: int = 0,
+                    phase_s: float = 0.0, travel: float = 0.2, turn: float = 0.3) -> Motion:
+    """A procedural, rigid, anatomically plausible canonical dancer for tests and demos (no data).
+
+    Forward kinematics of a fixed-length 18-joint rig: the legs step alternately (one step per beat,
+    knees bending forwards), arms swing against the legs, the pelvis dips once per beat with its
+    lowest point at the beat times ``phase_s + k * 60 / bpm``, the body travels ``travel`` m/s along
+    its facing and turns ``turn`` rad/s.  ``seed`` varies amplitudes slightly.  Bone lengths are
+    constant, left is +x at frame 0 (facing +z), y up, feet near y = 0.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from momu_live.models.skeleton import CANONICAL_PARENTS, FEET
+
+    rng = np.random.default_rng(seed)
+    T = max(1, convert_frames_from_seconds(seconds, fps))
+    t = np.arange(T, dtype=np.float64) / fps  # (T,)
+    beat = 2 * np.pi * (t - phase_s) * bpm / 60.0  # (T,) 0 mod 2pi at beats
+    stride = beat / 2  # one leg cycle = two beats
+    a = 1.0 + 0.15 * rng.uniform(-1, 1, 8)
+    zeros = np.zeros(T)
+    ang = {name: np.zeros((T, 3)) for name in _SYNTH_OFFSETS}  # intrinsic XYZ radians
+    ang["l_hip"][:, 0] = -0.15 - 0.35 * a[0] * np.sin(stride)
+    ang["r_hip"][:, 0] = -0.15 + 0.35 * a[0] * np.sin(stride)
+    ang["l_knee"][:, 0] = 0.25 + 0.3 * a[1] * np.maximum(0, np.sin(stride))
+    ang["r_knee"][:, 0] = 0.25 + 0.3 * a[1] * np.maximum(0, -np.sin(stride))
+    for c in ("l", "r"):
+        ang[f"{c}_ankle"][:, 0] = -0.5 * (ang[f"{c}_hip"][:, 0] + ang[f"{c}_knee"][:, 0])
+    ang["l_shoulder"][:, 2] = -1.3 + 0.1 * a[2] * np.sin(beat)
+    ang["r_shoulder"][:, 2] = 1.3 - 0.1 * a[2] * np.sin(beat)
+    ang["l_shoulder"][:, 0] = 0.4 * a[3] * np.sin(stride)
+    ang["r_shoulder"][:, 0] = -0.4 * a[3] * np.sin(stride)
+    ang["l_elbow"][:, 1] = 0.5 + 0.2 * a[4] * np.sin(beat)
+    ang["r_elbow"][:, 1] = -0.5 - 0.2 * a[4] * np.sin(beat)
+    ang["spine"][:, 1] = 0.1 * a[5] * np.sin(stride)
+    ang["head"][:, 0] = 0.05 * a[6] * np.sin(beat)
+    yaw = turn * t
+    root_rot = Rotation.from_euler("YXZ", np.stack([yaw, zeros, 0.03 * a[7] * np.sin(stride)], 1)).as_matrix()
+    fwd = np.stack([np.sin(yaw), zeros, np.cos(yaw)], 1)  # (T, 3)
+    dt = 1.0 / fps
+    root = np.cumsum(fwd * travel * dt, axis=0) - fwd[:1] * travel * dt  # (T, 3) starts at the origin
+    root[:, 1] = 0.95 - 0.03 * (1 + np.cos(beat)) / 2  # lowest on the beat (cos = 1)
+    joints = np.zeros((T, len(CANONICAL_JOINTS), 3))
+    G = np.zeros((T, len(CANONICAL_JOINTS), 3, 3))
+    for j, p in enumerate(CANONICAL_PARENTS):
+        name = CANONICAL_JOINTS[j]
+        if p < 0:
+            G[:, j], joints[:, j] = root_rot, root
+            continue
+        R = Rotation.from_euler("XYZ", ang[name]).as_matrix() if name in ang else np.eye(3)
+        joints[:, j] = joints[:, p] + np.einsum("tij,j->ti", G[:, p], np.asarray(_SYNTH_OFFSETS[name], float))
+        G[:, j] = G[:, p] @ R
+    joints[..., 1] -= joints[:, list(FEET), 1].min()  # lowest foot on the floor
+    return Motion(joints=joints.astype(np.float32), fps=fps, meta={"source": "synthetic_dance", "bpm": bpm, "seed": seed,
+                                                                    "phase_s": phase_s})
+
+
+def convert_frames_from_seconds(seconds: float, fps: float) -> int:
+    """Whole frames of ``fps`` in ``seconds`` (exact rational floor)."""
+    from momu_live.models.timebase import time_to_frame
+
+    return time_to_frame(seconds, fps, "floor")

@@ -84,22 +84,38 @@ def tune_to_midi(corpus_name: str, out_mid: Path, bpm: float, program: int = 21,
     return total_q * 60.0 / bpm
 
 
-def render_midi(mid_path: Path, sample_rate: int = 22050, soundfont: Path | None = None) -> np.ndarray:
-    """Render a MIDI file to mono float32 with fluidsynth (no audio device needed)."""
-    import soundfile as sf
+def render_midi(mid_path: Path, sample_rate: int = 22050, soundfont: Path | None = None, tail_s: float = 1.5) -> np.ndarray:
+    """Render a MIDI file to mono float32 with fluidsynth (no audio device needed).
+
+    fluidsynth streams raw 16-bit stereo to a pipe and we read exactly the file's length plus a
+    release tail: some valid files make fluidsynth's fast render never reach end-of-song.
+    """
+    import mido
 
     if shutil.which("fluidsynth") is None:
         raise MomuError("fluidsynth not found: install Debian `fluidsynth` (scripts/setup.sh does)")
     sf2 = soundfont or find_soundfont()
-    with tempfile.TemporaryDirectory() as td:
-        out = Path(td) / "render.wav"
-        proc = subprocess.run(
-            ["fluidsynth", "-ni", "-g", "0.6", "-r", str(sample_rate), "-F", str(out), str(sf2), str(mid_path)],
-            capture_output=True, text=True,
-        )
-        if proc.returncode != 0 or not out.exists():
-            raise MomuError(f"fluidsynth failed on {mid_path}: {proc.stderr.strip()[:300]}")
-        wav, sr = sf.read(str(out), dtype="float32", always_2d=True)
-    wav = wav.mean(axis=1)
+    try:
+        seconds = mido.MidiFile(str(mid_path)).length + tail_s
+    except (OSError, ValueError, EOFError) as exc:
+        raise MomuError(f"cannot read MIDI file {mid_path}: {exc}") from None
+    n_bytes = int(seconds * sample_rate) * 2 * 2  # stereo int16
+    proc = subprocess.Popen(
+        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-T", "raw", "-O", "s16", "-F", "-",
+         str(sf2), str(mid_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    chunks, got = [], 0
+    while got < n_bytes:
+        block = proc.stdout.read(min(1 << 20, n_bytes - got))
+        if not block:
+            break
+        chunks.append(block)
+        got += len(block)
+    proc.kill()
+    _, err = proc.communicate()
+    if got == 0:
+        raise MomuError(f"fluidsynth rendered nothing for {mid_path}: {err.decode(errors='replace').strip()[:300]}")
+    raw = b"".join(chunks)
+    wav = np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<i2").reshape(-1, 2).astype(np.float32).mean(axis=1) / 32768.0
     peak = float(np.abs(wav).max()) or 1.0
     return (wav / peak * 0.89).astype(np.float32)

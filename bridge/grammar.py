@@ -1,0 +1,292 @@
+"""The momu OSC grammar: engine events -> ``(address, args)`` lists, control messages -> validated values.
+
+One grammar, ``/momu/<object>/<verb>/<property>``: objects are ``pose``, ``gen`` (generated),
+``beat``, ``status``, ``audio``, ``engine``, ``transport``, ``tempo``, ``output``; the verb ``set``
+marks control input.  Output streams use ``/momu/<object>[/<property>]``.  The table in docs/OSC.md is
+the contract; every row is produced (or parsed) by a function below, and tests check each row.
+
+Output styles (a preset picks one per target):
+
+- ``generic``: one array message per person per frame (``/momu/pose/frame``), beats, status with
+  per-stage latency, audio level.
+- ``joints``: float-only, one value per message, for TouchDesigner's OSC In CHOP
+  (``/momu/pose/<person>/<joint>/tx|ty|tz``, ``/momu/beat/bpm``, ``/momu/status/latency/<stage>`` ...).
+- ``nodeosc``: Blender (NodeOSC-style): one ``x y z`` vector per joint per message in Blender's
+  z-up frame (``/momu/pose/<person>/<joint>``), plus the generic beat/status messages.
+- ``ableton``: AbletonOSC (https://github.com/ideoforms/AbletonOSC): beats -> ``/live/song/set/tempo``;
+  transport -> ``/live/song/start_playing`` / ``/live/song/stop_playing``.
+
+All functions are pure: no sockets, no state.  Non-finite coordinates never reach the wire: arrays
+carry 0.0 there (and confidence 0 in ``/momu/pose/confidence``); the per-joint styles skip the joint,
+so receivers hold the last good value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
+
+PREFIX = "/momu"
+STYLES = ("generic", "joints", "nodeosc", "ableton")
+LATENCY_STAGES = ("capture", "pose", "window", "model", "decode", "send", "e2e")
+
+Msg = tuple[str, list]
+
+
+class GrammarError(ValueError):
+    """An unknown control address or an argument of the wrong type/range."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def joint_names(frame: PoseFrame) -> tuple[str, ...]:
+    """Names for ``frame.joints``: its own names, the canonical 18 names, or ``j0, j1, ...``."""
+    j = int(np.asarray(frame.joints).shape[0])
+    if frame.joint_names and len(frame.joint_names) == j:
+        return tuple(frame.joint_names)
+    from momu_live.models.skeleton import CANONICAL_JOINTS
+
+    if j == len(CANONICAL_JOINTS):
+        return CANONICAL_JOINTS
+    return tuple(f"j{i}" for i in range(j))
+
+
+def _pose_object(frame: PoseFrame) -> str:
+    return "gen/pose" if frame.source == "generated" else "pose"
+
+
+def to_blender(xyz: np.ndarray) -> np.ndarray:
+    """Canonical (y up, dancer faces +z) -> Blender (z up, dancer faces -y): ``(x, y, z) -> (x, -z, y)``."""
+    xyz = np.asarray(xyz, np.float32)
+    return np.stack([xyz[..., 0], -xyz[..., 2], xyz[..., 1]], axis=-1)  # (..., 3)
+
+
+def _finite_mask(joints: np.ndarray) -> np.ndarray:
+    return np.isfinite(joints).all(axis=-1)  # (J,)
+
+
+# --------------------------------------------------------------------------------------------- pose
+def pose_frame_messages(frame: PoseFrame, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """One pose frame -> messages.
+
+    generic: ``<prefix>/pose/frame  i person, i frame, f time, f x0 y0 z0 x1 ...`` (one message per
+    person per frame) and, when any joint is uncertain or non-finite, ``<prefix>/pose/confidence
+    i person, i frame, f c0 c1 ...``.  Generated poses use ``<prefix>/gen/pose/...``.
+    joints: ``<prefix>/pose/<person>/<joint>/tx|ty|tz`` (one float each) and ``.../<person>/frame``.
+    nodeosc: ``<prefix>/pose/<person>/<joint>  f x y z`` in Blender axes (``to_blender``).
+    """
+    joints = np.asarray(frame.joints, np.float32)  # (J, 3)
+    if joints.ndim != 2 or joints.shape[1] != 3:
+        raise GrammarError(f"pose joints must be (J, 3), got {joints.shape}")
+    ok = _finite_mask(joints)  # (J,)
+    if not ok.any():
+        return []  # nothing to show (no person / all NaN)
+    obj = f"{prefix}/{_pose_object(frame)}"
+    person, index = int(frame.person), int(frame.frame)
+    if style in ("generic", "ableton"):
+        flat = np.where(ok[:, None], joints, 0.0).astype(np.float32).reshape(-1)  # (J*3,)
+        msgs: list[Msg] = [(f"{obj}/frame", [person, index, float(frame.time), *flat.tolist()])]
+        conf = None if frame.confidence is None else np.asarray(frame.confidence, np.float32).reshape(-1)
+        if conf is not None and conf.shape[0] != joints.shape[0]:
+            conf = None
+        if not ok.all() or (conf is not None and (conf < 1.0).any()):
+            c = np.ones(joints.shape[0], np.float32) if conf is None else np.nan_to_num(conf, nan=0.0)
+            c = np.where(ok, c, 0.0).astype(np.float32)  # (J,)
+            msgs.append((f"{obj}/confidence", [person, index, *c.tolist()]))
+        return msgs
+    names = joint_names(frame)
+    if style == "joints":
+        msgs = [(f"{obj}/{person}/frame", [float(index)])]
+        for name, p, good in zip(names, joints.tolist(), ok.tolist()):
+            if good:
+                msgs += [(f"{obj}/{person}/{name}/tx", [p[0]]), (f"{obj}/{person}/{name}/ty", [p[1]]),
+                         (f"{obj}/{person}/{name}/tz", [p[2]])]
+        return msgs
+    if style == "nodeosc":
+        b = to_blender(joints)  # (J, 3)
+        return [(f"{obj}/{person}/{name}", p) for name, p, good in zip(names, b.tolist(), ok.tolist()) if good]
+    raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+def joint_names_message(names: tuple[str, ...], prefix: str = PREFIX) -> Msg:
+    """``<prefix>/pose/joints  s name0 s name1 ...``: the joint order of ``/momu/pose/frame`` arrays."""
+    return (f"{prefix}/pose/joints", list(names))
+
+
+# --------------------------------------------------------------------------------------------- beats
+def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """generic/nodeosc: ``<prefix>/beat  i index, f time, f bpm, f phase, i downbeat, s source``.
+
+    joints: floats ``<prefix>/beat/index|time|bpm|phase|downbeat`` and ``<prefix>/beat/trigger 1.0``.
+    ableton: ``/live/song/set/tempo f bpm`` (AbletonOSC; the router sends it only when the tempo moves).
+    """
+    bpm = float(beat.bpm)
+    if style == "ableton":
+        return [("/live/song/set/tempo", [bpm])] if math.isfinite(bpm) and 20.0 <= bpm <= 999.0 else []
+    if style in ("generic", "nodeosc"):
+        return [(f"{prefix}/beat", [int(beat.index), float(beat.time), bpm, float(beat.phase), int(bool(beat.downbeat)),
+                                    str(beat.source)])]
+    if style == "joints":
+        return [(f"{prefix}/beat/index", [float(beat.index)]), (f"{prefix}/beat/time", [float(beat.time)]),
+                (f"{prefix}/beat/bpm", [bpm]), (f"{prefix}/beat/phase", [float(beat.phase)]),
+                (f"{prefix}/beat/downbeat", [float(bool(beat.downbeat))]), (f"{prefix}/beat/trigger", [1.0])]
+    raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+# --------------------------------------------------------------------------------------------- status
+def status_messages(status: Status, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """generic/nodeosc: ``<prefix>/status  f time, s mode, f fps, f bpm, i dropped, s message, then
+    (s stage, f ms) pairs`` - the heartbeat with per-stage latency in one message.
+
+    joints: floats ``<prefix>/status/time|fps|bpm|dropped`` and ``<prefix>/status/latency/<stage>``.
+    ableton: nothing (AbletonOSC has no use for it).
+    """
+    lat = [(str(k), float(v)) for k, v in status.latency_ms.items()]
+    if style == "ableton":
+        return []
+    if style in ("generic", "nodeosc"):
+        args: list[Any] = [float(status.time), str(status.mode), float(status.fps), float(status.bpm),
+                           int(status.dropped), str(status.message)]
+        for k, v in lat:
+            args += [k, v]
+        return [(f"{prefix}/status", args)]
+    if style == "joints":
+        msgs = [(f"{prefix}/status/time", [float(status.time)]), (f"{prefix}/status/fps", [float(status.fps)]),
+                (f"{prefix}/status/bpm", [float(status.bpm)]), (f"{prefix}/status/dropped", [float(status.dropped)])]
+        return msgs + [(f"{prefix}/status/latency/{k}", [v]) for k, v in lat]
+    raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+# --------------------------------------------------------------------------------------------- audio
+def audio_messages(block: AudioBlock, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """Generated-audio level per block: generic/nodeosc ``<prefix>/audio/level  f time, f rms, f peak``;
+    joints ``<prefix>/audio/rms`` and ``<prefix>/audio/peak``.  (Audio itself goes to a device/WAV.)"""
+    if style == "ableton":
+        return []
+    x = np.asarray(block.samples, np.float32)
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if style in ("generic", "nodeosc"):
+        return [(f"{prefix}/audio/level", [float(block.time), rms, peak])]
+    if style == "joints":
+        return [(f"{prefix}/audio/rms", [rms]), (f"{prefix}/audio/peak", [peak])]
+    raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+def transport_messages(play: bool, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """Transport start/stop: generic ``<prefix>/transport/play i 0|1``; ableton
+    ``/live/song/start_playing`` or ``/live/song/stop_playing``."""
+    if style == "ableton":
+        return [("/live/song/start_playing" if play else "/live/song/stop_playing", [])]
+    if style == "joints":
+        return [(f"{prefix}/transport/play", [float(bool(play))])]
+    return [(f"{prefix}/transport/play", [int(bool(play))])]
+
+
+def event_messages(event, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """Any event of ``bridge/events.py`` -> messages in ``style`` (unknown event types -> ``[]``)."""
+    if isinstance(event, PoseFrame):
+        return pose_frame_messages(event, style, prefix)
+    if isinstance(event, Beat):
+        return beat_messages(event, style, prefix)
+    if isinstance(event, Status):
+        return status_messages(event, style, prefix)
+    if isinstance(event, AudioBlock):
+        return audio_messages(event, style, prefix)
+    return []
+
+
+# --------------------------------------------------------------------------------------------- control
+@dataclass(frozen=True)
+class ControlSpec:
+    """One control address: value kind (``float``/``int``/``bool``/``str``/``none``), range or choices."""
+
+    kind: str
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Control:
+    """A parsed control message: ``/momu/<object>/<verb>/<prop>`` with its validated ``value``."""
+
+    object: str
+    verb: str
+    prop: str
+    value: Any
+
+    @property
+    def address(self) -> str:
+        return "/".join(p for p in (PREFIX, self.object, self.verb, self.prop) if p)
+
+
+MODES = ("motion2music", "music2motion", "joint", "beats")
+
+CONTROLS: dict[str, ControlSpec] = {
+    "/momu/engine/set/guidance": ControlSpec("float", "cross-guidance / CFG scale", 0.0, 20.0),
+    "/momu/engine/set/mode": ControlSpec("str", "generation mode", choices=MODES),
+    "/momu/engine/set/steps": ControlSpec("int", "sampler steps", 1, 1000),
+    "/momu/engine/set/hop": ControlSpec("float", "scheduler hop (s)", 0.02, 30.0),
+    "/momu/engine/set/window": ControlSpec("float", "analysis window (s)", 0.1, 60.0),
+    "/momu/engine/stop": ControlSpec("none", "stop the engine (as SIGTERM)"),
+    "/momu/transport/set/play": ControlSpec("bool", "transport play (1) / stop (0)"),
+    "/momu/tempo/set/bpm": ControlSpec("float", "force the tracked tempo", 20.0, 300.0),
+    "/momu/output/set/gain": ControlSpec("float", "gain of generated audio (linear)", 0.0, 4.0),
+}
+
+
+def _coerce(spec: ControlSpec, address: str, args: list) -> Any:
+    if spec.kind == "none":
+        return None
+    if len(args) != 1:
+        raise GrammarError(f"{address} takes one {spec.kind} argument, got {len(args)}")
+    a = args[0]
+    try:
+        if spec.kind == "str":
+            v: Any = str(a)
+            if spec.choices and v not in spec.choices:
+                raise GrammarError(f"{address}: {v!r} is not one of {', '.join(spec.choices)}")
+            return v
+        if isinstance(a, (str, bytes)) or a is None:
+            raise GrammarError(f"{address} takes a number, got {a!r}")
+        x = float(a)
+        if not math.isfinite(x):
+            raise GrammarError(f"{address}: value must be finite, got {a!r}")
+        if spec.kind == "bool":
+            return x >= 0.5
+        v = int(round(x)) if spec.kind == "int" else x
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, GrammarError):
+            raise
+        raise GrammarError(f"{address}: bad argument {a!r}") from None
+    if (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi):
+        raise GrammarError(f"{address}: {v} outside [{spec.lo}, {spec.hi}]")
+    return v
+
+
+def parse_control(address: str, args: list) -> Control:
+    """Validate a control message (see ``CONTROLS``) -> ``Control``; raises ``GrammarError`` otherwise."""
+    spec = CONTROLS.get(address)
+    if spec is None:
+        raise GrammarError(f"unknown control address {address!r}")
+    parts = address[len(PREFIX) + 1:].split("/")
+    obj, verb, prop = (parts + ["", ""])[:3]
+    return Control(obj, verb, prop, _coerce(spec, address, list(args)))
+
+
+def control_message(obj: str, prop: str, value: Any = None, verb: str = "set") -> Msg:
+    """Build (and validate) a control message, e.g. ``control_message("engine", "guidance", 2.5)``."""
+    address = "/".join(p for p in (PREFIX, obj, verb, prop) if p)
+    c = parse_control(address, [] if value is None else [value])
+    if c.value is None:
+        return (address, [])
+    if isinstance(c.value, bool):
+        return (address, [int(c.value)])
+    return (address, [c.value])
+

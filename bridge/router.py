@@ -1,0 +1,322 @@
+"""Router: engine events -> sinks (OSC targets of a preset, MIDI, audio device, WAV recording).
+
+``emit(event)`` never blocks: events go into a queue drained by one worker thread which builds the
+messages (bridge/grammar.py), packs them into <= MTU bundles (bridge/osc.py) and sends them with
+non-blocking UDP (bridge/transport.py).  Non-audio events beyond ``max_queue`` are dropped and
+counted (``stats()["dropped"]``); ``AudioBlock``s are never dropped (they are produced at real-time
+rate, so the queue stays bounded), and go to the audio device directly from ``emit`` (a ring write).
+A sink that raises is counted and never stops the others.  ``close()`` drains the queue, sends the
+closing messages (MIDI stop, AbletonOSC stop when it started playback), closes every sink.
+
+Overrides of ``Router.from_preset(name_or_path, overrides)`` (``None`` values are ignored):
+
+| key | effect |
+| --- | --- |
+| ``osc_host``, ``osc_port`` | the primary target's destination |
+| ``style`` | the primary target's grammar style |
+| ``midi_port`` | MIDI out to the port whose name contains this (enables MIDI) |
+| ``midi_virtual`` | create a virtual MIDI port named ``midi_port`` instead (default: preset) |
+| ``midi`` | False disables the preset's MIDI |
+| ``audio_device`` | play ``AudioBlock``s on this device (name substring) |
+| ``record`` | record ``AudioBlock``s into this WAV path |
+| ``sample_rate`` | rate of audio blocks (default 22050) |
+| ``listen`` | True/False: start/skip the preset's reply listener (e.g. AbletonOSC 11001) |
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from pathlib import Path
+
+from momu_live import MomuError
+from momu_live.bridge import grammar
+from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
+from momu_live.bridge.osc import OscEncodeError
+from momu_live.bridge.preset import load_preset, validate_preset
+from momu_live.bridge.transport import OscServer, RateLimitedLog, UdpSender
+
+log = logging.getLogger(__name__)
+
+_OVERRIDES = {"osc_host", "osc_port", "style", "midi_port", "midi_virtual", "midi", "audio_device", "record",
+              "sample_rate", "listen"}
+
+
+def _kind(ev) -> str | None:
+    if isinstance(ev, PoseFrame):
+        return "gen" if ev.source == "generated" else "pose"
+    if isinstance(ev, Beat):
+        return "beat"
+    if isinstance(ev, Status):
+        return "status"
+    if isinstance(ev, AudioBlock):
+        return "audio"
+    return None
+
+
+class OscTarget:
+    """One OSC destination with one grammar style (and AbletonOSC's tempo/transport state)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.name, self.style, self.prefix = cfg["name"], cfg["style"], cfg["prefix"]
+        self.events = set(cfg["events"])
+        self.sender = UdpSender(cfg["host"], cfg["port"], max_bytes=int(cfg["max_bytes"]))
+        self.bundle = bool(cfg["bundle"])
+        self.encode_errors = 0
+        self._last_tempo: float | None = None
+        self._playing = False
+        self._names_sent: dict[tuple, float] = {}
+        self._log = RateLimitedLog(log)
+
+    def messages(self, ev) -> list[tuple[str, list]]:
+        kind = _kind(ev)
+        if kind not in self.events:
+            return []
+        msgs = grammar.event_messages(ev, self.style, self.prefix)
+        if self.style == "ableton" and isinstance(ev, Beat):
+            msgs = self._ableton_beat(ev, msgs)
+        elif isinstance(ev, PoseFrame) and self.style == "generic" and msgs:
+            names = grammar.joint_names(ev)
+            now = time.monotonic()
+            if now - self._names_sent.get(names, -1e9) >= float(self.cfg["names_every_s"]):
+                self._names_sent = {names: now}
+                msgs = [grammar.joint_names_message(names, self.prefix), *msgs]
+        return msgs
+
+    def _ableton_beat(self, ev: Beat, msgs: list) -> list:
+        out = []
+        if msgs and (self._last_tempo is None or abs(ev.bpm - self._last_tempo) >= float(self.cfg["tempo_tolerance"])):
+            self._last_tempo = float(ev.bpm)
+            out += msgs
+        if self.cfg["start_on_first_beat"] and not self._playing:
+            self._playing = True
+            out += grammar.transport_messages(True, "ableton")
+        return out
+
+    def emit(self, ev) -> None:
+        msgs = self.messages(ev)
+        if not msgs:
+            return
+        try:
+            self.sender.send_messages(msgs, bundle=self.bundle)
+        except OscEncodeError as exc:
+            self.encode_errors += 1
+            self._log.warn("encode", "OSC target %s: cannot encode %s: %s", self.name, type(ev).__name__, exc)
+
+    def transport(self, play: bool) -> None:
+        if "transport" in self.events or self.style == "ableton":
+            self._playing = play
+            self.sender.send_messages(grammar.transport_messages(play, self.style, self.prefix), bundle=False)
+
+    def stats(self) -> dict:
+        return {**self.sender.stats(), "encode_errors": self.encode_errors, "host": self.sender.host,
+                "port": self.sender.port, "style": self.style}
+
+    def close(self) -> None:
+        if self.style == "ableton" and self._playing:
+            self.sender.send_messages(grammar.transport_messages(False, "ableton"), bundle=False)
+        self.sender.close()
+
+
+class Router:
+    """Fan events out to the sinks of a preset (see module doc); ``emit`` never blocks."""
+
+    def __init__(self, preset: dict, overrides: dict | None = None, max_queue: int = 2048):
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        bad = set(overrides) - _OVERRIDES
+        if bad:
+            raise MomuError(f"unknown router overrides {sorted(bad)}; allowed: {sorted(_OVERRIDES)}")
+        self.preset = preset = validate_preset(preset, f"preset {preset.get('name', '?')}")
+        self.name = preset["name"]
+        tcfgs = [dict(t) for t in preset["targets"]]
+        if tcfgs and any(k in overrides for k in ("osc_host", "osc_port", "style")):
+            prim = next((t for t in tcfgs if t["primary"]), tcfgs[0])
+            prim["host"] = overrides.get("osc_host", prim["host"])
+            prim["port"] = int(overrides.get("osc_port", prim["port"]))
+            prim["style"] = overrides.get("style", prim["style"])
+            if prim["style"] not in grammar.STYLES:
+                raise MomuError(f"style {prim['style']!r} is not one of {', '.join(grammar.STYLES)}")
+        self.sample_rate = int(overrides.get("sample_rate", 22050))
+        self.targets: list[OscTarget] = []
+        self.midi = None
+        self.audio_out = None
+        self.recorder = None
+        self.listener: OscServer | None = None
+        self.peer_state: dict[str, list] = {}
+        self.emitted = self.dropped = self.sink_errors = 0
+        self._log = RateLimitedLog(log)
+        try:
+            self.targets = [OscTarget(t) for t in tcfgs]
+            self._open_midi(preset["midi"], overrides)
+            if overrides.get("audio_device") is not None:
+                from momu_live.bridge.audio_io import AudioOutput
+
+                self.audio_out = AudioOutput(overrides["audio_device"], self.sample_rate)
+            if overrides.get("record"):
+                from momu_live.bridge.audio_io import WavRecorder
+
+                self.recorder = WavRecorder(Path(overrides["record"]), self.sample_rate)
+            lcfg = preset["listen"]
+            if overrides.get("listen", lcfg["enabled"]):
+                self._open_listener(lcfg)
+        except BaseException:
+            self._close_sinks()
+            raise
+        self.max_queue = int(max_queue)
+        self._q: collections.deque = collections.deque()
+        self._non_audio = 0
+        self._cv = threading.Condition()
+        self._closing = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name=f"router-{self.name}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_preset(cls, name_or_path: str | Path = "generic", overrides: dict | None = None, **kw) -> "Router":
+        """A router for preset ``name_or_path`` (``momu presets``; or a .json path) with ``overrides``."""
+        return cls(load_preset(name_or_path), overrides, **kw)
+
+    # ----------------------------------------------------------------------------------- sinks
+    def _open_midi(self, mcfg: dict, ov: dict) -> None:
+        if ov.get("midi") is False:
+            return
+        if not (mcfg["enabled"] or ov.get("midi_port")):
+            return
+        from momu_live.bridge import midi
+
+        port_name = ov.get("midi_port", mcfg["port"])
+        virtual = bool(ov.get("midi_virtual", mcfg["virtual"] if "midi_port" not in ov else False))
+        try:
+            port = midi.open_output(port_name, virtual=virtual)
+        except MomuError as exc:
+            if "midi_port" in ov:
+                raise  # asked for explicitly: a user error
+            log.warning("preset %s: MIDI disabled: %s", self.name, exc)
+            return
+        notes = midi.BeatNotes(**mcfg["notes"]) if mcfg.get("notes") is not None else None
+        self.midi = midi.MidiOut(port, notes=notes, clock=bool(mcfg["clock"]))
+
+    def _open_listener(self, lcfg: dict) -> None:
+        def on_reply(address, args, sender):
+            self.peer_state[address] = list(args)
+
+        try:
+            self.listener = OscServer(lcfg["host"], int(lcfg["port"]), on_reply)
+        except MomuError as exc:
+            log.warning("preset %s: reply listener disabled: %s", self.name, exc)
+
+    # ----------------------------------------------------------------------------------- emit
+    def emit(self, event) -> None:
+        """Queue ``event`` for the sinks (never blocks; non-audio events beyond the queue bound are dropped)."""
+        if self._closing:
+            self.dropped += 1
+            return
+        is_audio = isinstance(event, AudioBlock)
+        if is_audio and self.audio_out is not None:
+            try:
+                self.audio_out.write(event.samples)
+            except Exception as exc:
+                self.sink_errors += 1
+                self._log.warn("audio", "audio output failed: %r", exc)
+        with self._cv:
+            if not is_audio:
+                if self._non_audio >= self.max_queue:
+                    self.dropped += 1
+                    return
+                self._non_audio += 1
+            self._q.append(event)
+            self.emitted += 1
+            self._cv.notify()
+
+    def transport(self, play: bool) -> None:
+        """Start/stop the peers' transport (AbletonOSC start/stop_playing, ``/momu/transport/play``)."""
+        self.emit(("transport", bool(play)))
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._q and not self._closing:
+                    self._cv.wait(0.5)
+                if not self._q and self._closing:
+                    return
+                ev = self._q.popleft()
+                if not isinstance(ev, AudioBlock):
+                    self._non_audio -= 1
+                self._busy = True
+            try:
+                self._dispatch(ev)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _dispatch(self, ev) -> None:
+        if isinstance(ev, tuple) and ev[:1] == ("transport",):
+            for t in self.targets:
+                self._guard(t.transport, ev[1])
+            return
+        for t in self.targets:
+            self._guard(t.emit, ev)
+        if isinstance(ev, Beat) and self.midi is not None:
+            self._guard(self.midi.beat, ev)
+        if isinstance(ev, AudioBlock) and self.recorder is not None:
+            self._guard(self.recorder.write, ev)
+
+    def _guard(self, fn, arg) -> None:
+        try:
+            fn(arg)
+        except Exception as exc:
+            self.sink_errors += 1
+            self._log.warn(getattr(fn, "__qualname__", "sink"), "sink %s failed: %r", getattr(fn, "__qualname__", fn), exc)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event has been dispatched; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._q or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.1))
+        return True
+
+    def stats(self) -> dict:
+        s = {"emitted": self.emitted, "dropped": self.dropped, "sink_errors": self.sink_errors,
+             "queued": len(self._q), "targets": {t.name: t.stats() for t in self.targets}}
+        if self.midi is not None:
+            s["midi"] = self.midi.stats()
+        if self.audio_out is not None:
+            s["audio_out"] = self.audio_out.stats()
+        if self.recorder is not None:
+            s["record"] = {"path": str(self.recorder.path), "frames": self.recorder.frames}
+        if self.listener is not None:
+            s["listen"] = self.listener.stats()
+        return s
+
+    def _close_sinks(self) -> None:
+        for s in (*self.targets, self.midi, self.audio_out, self.recorder, self.listener):
+            if s is None:
+                continue
+            try:
+                s.close()
+            except Exception as exc:
+                log.warning("closing %s: %r", type(s).__name__, exc)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drain the queue (up to ``timeout`` s), then close every sink (flushes the recording)."""
+        if self._closing:
+            return
+        self.flush(timeout)
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+        self._close_sinks()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,348 @@
+"""Generation pipelines: motion->music, music->motion and joint, any length, offline or live.
+
+Two layers:
+
+``LatentSampler`` (diffusion only, normalised BiCoR-VAE latents (B, C, L) at 10.77 Hz)
+    ``sample(task, length, cond, seed, spec, prefix)``: one pass over any length (the DiT's banded
+    attention makes the context length-free).  ``prefix`` (B, C, P) continues a sequence: the first
+    P frames are inpainted (models/denoiser.InpaintDenoiser) and come out equal to the prefix.
+    ``step(cond_chunk, state) -> (latents_chunk, state)``: EDGE-style window stitching for live use;
+    each call generates ``overlap + k`` frames whose first ``overlap`` frames are the previous
+    window's tail (inpainted), and returns the k new ones.  The state is an explicit dict (no globals);
+    the noise of window n comes from ``seed`` and n only, so the same seed and inputs give the same
+    output whatever the chunking.
+
+``Pipeline`` (VAE + DiT + vocoder; models/pretrained.load_pipeline builds it)
+    ``motion2music(joints)``, ``music2motion(wav)``, ``joint(seconds)``: offline, one pass
+    (``window=None``) or window-stitched (``window=k``: the same code path as the live step).
+    ``motion2music_step(joints_chunk, state)`` / ``music2motion_step(mel_chunk, state)`` /
+    ``joint_step(n_latent, state)``: the live API: causal VAE streams + latent windows + vocoder
+    stream, all state passed in and out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+import torch
+
+from momu_live import MomuError
+from momu_live.models.denoiser import CFGDenoiser, FlowDenoiser, InpaintDenoiser, JointDenoiser
+from momu_live.models.dit import TASK_MOTION, TASK_MUSIC
+from momu_live.models.sampling import DEFAULT_SCHEDULE, get_sampler
+from momu_live.models.schedules import get_sigmas
+from momu_live.models.timebase import DEFAULT_TIMEBASE
+
+TASKS = ("motion2music", "music2motion", "joint")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How to sample: sampler name, number of steps (the runtime knob), schedule, CFG weight, Tc."""
+
+    sampler: str = "euler"
+    steps: int = 4
+    schedule: str | None = None  # None: the sampler's usual schedule (sampling.DEFAULT_SCHEDULE)
+    guidance: float = 2.0
+    tc: float = 0.5  # cross-guidance switch time (fraction of T), joint only
+
+    def sigmas(self) -> torch.Tensor:
+        if self.steps < 1:
+            raise MomuError(f"--steps must be >= 1, got {self.steps}")
+        return get_sigmas(self.schedule or DEFAULT_SCHEDULE.get(self.sampler, "flow"), self.steps)
+
+
+MANY_STEP = SamplerSpec(sampler="ddpm", steps=50)
+
+
+def _noise(seed: int, batch: int, channels: int, length: int, device) -> torch.Tensor:
+    """Seeded N(0, I) noise laid out (B, L, C) so frame i's noise does not depend on the length."""
+    g = torch.Generator().manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+    return torch.randn(batch, length, channels, generator=g).transpose(1, 2).contiguous().to(device)  # (B, C, L)
+
+
+def window_seed(seed: int, index: int) -> int:
+    return (int(seed) * 1_000_003 + 7919 * int(index)) & 0x7FFFFFFF
+
+
+class LatentSampler:
+    """Sampling over normalised latents with a DiT (see module docstring)."""
+
+    def __init__(self, dit, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.dit = dit.to(self.device).eval()
+        self.C = dit.cfg.latent_dim
+        self.inner = FlowDenoiser(self.dit)
+
+    def _denoiser(self, task: str, cond: torch.Tensor | None, spec: SamplerSpec):
+        if task == "motion2music":
+            return CFGDenoiser(self.inner, TASK_MUSIC, cond, spec.guidance)
+        if task == "music2motion":
+            return CFGDenoiser(self.inner, TASK_MOTION, cond, spec.guidance)
+        if task == "joint":
+            return JointDenoiser(self.inner, spec.guidance, spec.tc)
+        raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
+
+    @torch.no_grad()
+    def sample(self, task: str, length: int, cond: torch.Tensor | None = None, seed: int = 0,
+               spec: SamplerSpec = SamplerSpec(), prefix: torch.Tensor | None = None, batch: int = 1,
+               callback: Callable | None = None) -> torch.Tensor:
+        """Latents (B, C, length) [joint: (2B, C, length), music rows first].  ``cond`` (B, C, length)."""
+        if length < 1:
+            raise MomuError(f"length must be at least one latent frame, got {length}")
+        if task != "joint":
+            if cond is None:
+                raise MomuError(f"{task} needs the other modality's latents")
+            cond = cond.to(self.device, torch.float32)
+            batch = cond.shape[0]
+            if cond.shape[-1] != length:
+                raise MomuError(f"condition has {cond.shape[-1]} latent frames, expected {length}")
+        rows = 2 * batch if task == "joint" else batch
+        sigmas = spec.sigmas().to(self.device)
+        x = _noise(seed, rows, self.C, length, self.device) * sigmas[0]  # (rows, C, L)
+        den = self._denoiser(task, cond, spec)
+        if prefix is not None:
+            P = prefix.shape[-1]
+            if P > length or prefix.shape[0] != rows:
+                raise MomuError(f"prefix {tuple(prefix.shape)} does not fit {rows} x {length} frames")
+            known = torch.zeros_like(x)
+            known[..., :P] = prefix.to(self.device)
+            mask = torch.zeros(1, 1, length, device=self.device)
+            mask[..., :P] = 1
+            den = InpaintDenoiser(den, known, mask)
+        gen = torch.Generator(device=self.device).manual_seed(window_seed(seed, 1 << 20))
+        return get_sampler(spec.sampler)(den, x, sigmas, generator=gen, callback=callback)
+
+    # ---- live window stitching
+    @staticmethod
+    def init_state(overlap: int = 8, seed: int = 0) -> dict:
+        return {"prev": None, "cond_tail": None, "index": 0, "overlap": int(overlap), "seed": int(seed), "frames": 0}
+
+    @torch.no_grad()
+    def step(self, task: str, cond_chunk: torch.Tensor | None, state: dict, spec: SamplerSpec = SamplerSpec(),
+             n_frames: int | None = None, batch: int = 1) -> tuple[torch.Tensor, dict]:
+        """Next k latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition)."""
+        k = cond_chunk.shape[-1] if cond_chunk is not None else int(n_frames or 0)
+        if k < 1:
+            raise MomuError("a window step needs at least one new latent frame")
+        O = state["overlap"]
+        prev = state["prev"]
+        P = 0 if prev is None else prev.shape[-1]
+        cond = None
+        if task != "joint":
+            cond_chunk = cond_chunk.to(self.device, torch.float32)
+            tail = state["cond_tail"]
+            cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + k)
+        out = self.sample(task, P + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch)
+        new = out[..., P:]  # (rows, C, k)
+        keep = min(O, P + k)
+        st = dict(state)
+        st["prev"] = out[..., out.shape[-1] - keep:] if O > 0 else None
+        st["cond_tail"] = cond[..., cond.shape[-1] - keep:] if (cond is not None and O > 0) else None
+        st["index"] = state["index"] + 1
+        st["frames"] = state["frames"] + k
+        return new, st
+
+    def windows(self, task: str, cond: torch.Tensor | None, length: int, window: int, overlap: int, seed: int = 0,
+                spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None) -> torch.Tensor:
+        """Offline window-stitched generation: exactly the live ``step`` loop over chunks of ``window`` frames."""
+        state = self.init_state(overlap, seed)
+        outs = []
+        starts = list(range(0, length, window))
+        for n, a in enumerate(starts):
+            b = min(a + window, length)
+            chunk = cond[..., a:b] if cond is not None else None
+            new, state = self.step(task, chunk, state, spec, n_frames=b - a, batch=batch)
+            outs.append(new)
+            if callback is not None:
+                callback(n, len(starts))
+        return torch.cat(outs, dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# full pipelines
+class Pipeline:
+    """VAE + DiT + vocoder.  Music in/out as 22.05 kHz float32 mono, motion as canonical joints at the model rate."""
+
+    def __init__(self, vae, dit, vocoder=None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        if vae.latent_dim != dit.cfg.latent_dim:
+            raise MomuError(f"VAE latent width {vae.latent_dim} != DiT latent width {dit.cfg.latent_dim}; "
+                            "the diffusion weights were trained on another VAE")
+        self.sampler = LatentSampler(dit, self.device)
+        self.vocoder = vocoder
+        self.tb = DEFAULT_TIMEBASE
+
+    # ---- encode / decode
+    @torch.no_grad()
+    def encode_motion(self, joints) -> torch.Tensor:
+        """Canonical joints (T, 18, 3) at the model rate -> normalised motion latents (1, C, T // 2)."""
+        from momu_live.models.vae import motion_features
+
+        j = np.asarray(joints, dtype=np.float32)
+        if j.ndim != 3 or j.shape[0] < self.tb.motion_per_latent:
+            raise MomuError(f"motion too short: {j.shape[0] if j.ndim == 3 else 0} frames; need at least "
+                            f"{self.tb.motion_per_latent} frames at {float(self.tb.motion_rate):.2f} fps")
+        f = torch.from_numpy(motion_features(j))[None].to(self.device)  # (1, T, F)
+        mu, _ = self.vae.encode_motion(f)
+        return self.vae.normalize_latent(mu, "motion")  # (1, C, L)
+
+    @torch.no_grad()
+    def encode_music(self, wav) -> torch.Tensor:
+        """22.05 kHz mono waveform -> normalised music latents (1, C, N_mel // 8)."""
+        from momu_live.models.audio import log_mel
+
+        w = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if w.size < self.tb.samples_per_latent or not np.isfinite(w).all():
+            raise MomuError(f"music is empty, too short or not finite ({w.size} samples); need at least "
+                            f"{self.tb.samples_per_latent} samples at {self.tb.sample_rate} Hz")
+        if float(np.abs(w).max()) < 1e-6:
+            raise MomuError("music is silent; pass audio with content")
+        mel = log_mel(torch.from_numpy(w)).to(self.device)[None]  # (1, 80, N)
+        return self.encode_mel(mel)
+
+    @torch.no_grad()
+    def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.vae.encode_music(mel.to(self.device).float())
+        return self.vae.normalize_latent(mu, "music")  # (1, C, L)
+
+    @torch.no_grad()
+    def decode_music(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalised latents (B, C, L) -> (mel (B, 80, 8L), wav (B, 8L * 256) or None without vocoder)."""
+        mel = self.vae.decode_music(self.vae.denormalize_latent(z, "music"))  # (B, 80, 8L)
+        wav = self.vocoder(mel) if self.vocoder is not None else None
+        return mel, wav
+
+    @torch.no_grad()
+    def decode_motion(self, z: torch.Tensor) -> np.ndarray:
+        """Normalised latents (1, C, L) -> canonical joints (2L, 18, 3) at the model rate."""
+        from momu_live.models.vae import features_to_joints
+
+        feats = self.vae.decode_motion(self.vae.denormalize_latent(z, "motion"))  # (1, 2L, F)
+        return features_to_joints(feats[0], self.tb.motion_rate)
+
+    # ---- offline tasks
+    def _latents(self, task, cond, length, seed, spec, window, overlap, callback):
+        if window:
+            return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback)
+        return self.sampler.sample(task, length, cond, seed, spec, callback=callback)
+
+    def motion2music(self, joints, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
+                     overlap: int = 8, callback: Callable | None = None) -> dict:
+        zc = self.encode_motion(joints)
+        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback)
+        mel, wav = self.decode_music(z)
+        return {"latents": z, "cond": zc, "mel": mel[0], "wav": None if wav is None else wav[0]}
+
+    def music2motion(self, wav, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
+                     overlap: int = 8, callback: Callable | None = None) -> dict:
+        zc = self.encode_music(wav)
+        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback)
+        return {"latents": z, "cond": zc, "joints": self.decode_motion(z)}
+
+    def joint(self, seconds: float, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
+              overlap: int = 8, callback: Callable | None = None) -> dict:
+        L = self.latent_frames(seconds)
+        z = self._latents("joint", None, L, seed, spec, window, overlap, callback)  # (2, C, L)
+        mel, wav = self.decode_music(z[:1])
+        return {"latents": z, "mel": mel[0], "wav": None if wav is None else wav[0], "joints": self.decode_motion(z[1:])}
+
+    def latent_frames(self, seconds: float) -> int:
+        try:
+            s = float(seconds)
+        except (TypeError, ValueError):
+            raise MomuError(f"seconds must be a number, got {seconds!r}") from None
+        if not np.isfinite(s) or s <= 0:
+            raise MomuError(f"seconds must be positive, got {seconds}")
+        L = int(Fraction(s).limit_denominator(10**6) * self.tb.latent_rate)
+        if L < 1:
+            raise MomuError(f"{s} s is shorter than one latent frame ({float(1 / self.tb.latent_rate):.3f} s)")
+        return L
+
+    # ---- live steps (explicit state in/out)
+    def init_stream(self, task: str, overlap: int = 8, seed: int = 0) -> dict:
+        if task not in TASKS:
+            raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
+        st = {"task": task, "latent": LatentSampler.init_state(overlap, seed), "enc": None, "dec": None,
+              "last_feat": None, "last_root": None, "voc": None}
+        if self.vocoder is not None and task != "music2motion":
+            st["voc"] = self.vocoder.init_state(1)
+        return st
+
+    @torch.no_grad()
+    def motion2music_step(self, joints_chunk, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+        """Next 2k model-rate motion frames (2k, 18, 3) -> {"latents", "mel" (80, 8k), "wav" (samples)}."""
+        from momu_live.models.vae import motion_features
+
+        j = np.asarray(joints_chunk, dtype=np.float32)
+        if j.ndim != 3 or j.shape[0] == 0 or j.shape[0] % self.tb.motion_per_latent:
+            raise MomuError(f"motion chunk must be (2k, 18, 3) model-rate frames, got {j.shape}")
+        st = dict(state)
+        prev = state["last_feat"]
+        jj = j if prev is None else np.concatenate([prev, j])
+        f = motion_features(jj)[0 if prev is None else 1:]  # (2k, F): backward differences across chunk borders
+        st["last_feat"] = j[-1:]
+        mu, _, st["enc"] = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state["enc"])
+        zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
+        z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec)
+        mel, st["dec"] = self.vae.decode_music_stream(self.vae.denormalize_latent(z, "music"), state["dec"])
+        out = {"latents": z, "mel": mel[0], "wav": None}
+        if self.vocoder is not None:
+            wav, st["voc"] = self.vocoder.stream(mel, state["voc"])
+            out["wav"] = wav[0]
+        return out, st
+
+    @torch.no_grad()
+    def music2motion_step(self, mel_chunk: torch.Tensor, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+        """Next 8k mel frames (80, 8k) -> {"latents", "joints" (2k, 18, 3)} continuing the root trajectory."""
+        from momu_live.models.vae import features_to_joints
+
+        mel = torch.as_tensor(mel_chunk, dtype=torch.float32)
+        if mel.dim() != 2 or mel.shape[-1] == 0 or mel.shape[-1] % self.tb.latent_per_mel:
+            raise MomuError(f"mel chunk must be (80, 8k), got {tuple(mel.shape)}")
+        st = dict(state)
+        mu, _, st["enc"] = self.vae.encode_music_stream(mel[None].to(self.device), state["enc"])
+        zc = self.vae.normalize_latent(mu, "music")
+        z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec)
+        feats, st["dec"] = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state["dec"])
+        joints, st["last_feat"], st["last_root"] = self._joints_continue(feats[0], state)
+        return {"latents": z, "joints": joints}, st
+
+    def _joints_continue(self, feats: torch.Tensor, state: dict):
+        from momu_live.models.vae import features_to_joints
+
+        f = feats.detach().cpu().numpy()
+        prev = state["last_feat"]
+        if prev is None:
+            j = features_to_joints(f, self.tb.motion_rate)
+        else:
+            j = features_to_joints(np.concatenate([prev, f]), self.tb.motion_rate, root_xz0=state["last_root"])[1:]
+        return j, f[-1:], (float(j[-1, 0, 0]), float(j[-1, 0, 2]))
+
+    @torch.no_grad()
+    def joint_step(self, n_latent: int, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+        """Next ``n_latent`` frames of music and motion from nothing: {"latents", "mel", "wav", "joints"}."""
+        st = dict(state)
+        z, st["latent"] = self.sampler.step("joint", None, state["latent"], spec, n_frames=n_latent)
+        dec = state["dec"] or (None, None)
+        mel, dm = self.vae.decode_music_stream(self.vae.denormalize_latent(z[:1], "music"), dec[0])
+        feats, dmo = self.vae.decode_motion_stream(self.vae.denormalize_latent(z[1:], "motion"), dec[1])
+        st["dec"] = (dm, dmo)
+        joints, st["last_feat"], st["last_root"] = self._joints_continue(feats[0], state)
+        out = {"latents": z, "mel": mel[0], "wav": None, "joints": joints}
+        if self.vocoder is not None:
+            wav, st["voc"] = self.vocoder.stream(mel, state["voc"])
+            out["wav"] = wav[0]
+        return out, st
+
+
+def with_steps(spec: SamplerSpec, steps: int | None = None, guidance: float | None = None) -> SamplerSpec:
+    kw = {}
+    if steps is not None:
+        kw["steps"] = int(steps)
+    if guidance is not None:
+        kw["guidance"] = float(guidance)
+    return replace(spec, **kw)

@@ -1,0 +1,66 @@
+"""Inference objects from shipped weights (no training code here).
+
+``load_pipeline(weights_dir=None, device="cpu", vocoder="fast")`` composes the BiCoR-VAE
+(``vae.safetensors``), the diffusion transformer (``dit.safetensors``) and a vocoder
+(models/vocoder.py ``load_vocoder``) into a models/generation.Pipeline.  ``weights_dir`` defaults to
+models/weights/.  Every file is loaded strictly (models/checkpoint.py); a missing file raises
+MomuError naming it and the command that creates it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from momu_live import MomuError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+log = logging.getLogger(__name__)
+
+
+def load_dit(path=None, device: str | torch.device = "cpu"):
+    """The diffusion transformer (default ``models/weights/dit``), strict load, eval mode."""
+    from momu_live.models.builders import build_dit
+    from momu_live.models.checkpoint import load_checkpoint
+
+    p = Path(path) if path else WEIGHTS_DIR / "dit"
+    if p.is_dir():
+        p = p / "dit"
+    if not p.with_suffix(".json").exists():
+        raise MomuError(f"diffusion weights {p}.safetensors/.json not found; train them with `momu train diffusion` "
+                        "or pass --weights DIR holding dit.safetensors + dit.json")
+    model, _ = load_checkpoint(p, "dit", build_dit)
+    return model.to(device).eval()
+
+
+def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder: str | None = "fast"):
+    """VAE + DiT + vocoder from ``weights_dir`` (files missing there are taken from models/weights/)."""
+    from momu_live.models.generation import Pipeline
+    from momu_live.models.vae import load_bicor_vae
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MomuError("--device cuda asked but CUDA is not available here; use --device cpu")
+    wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    if weights_dir and not wd.is_dir():
+        raise MomuError(f"--weights {wd} is not a folder")
+
+    def pick(name: str) -> Path:
+        p = wd / name
+        return p if p.with_suffix(".json").exists() else WEIGHTS_DIR / name
+
+    vae = load_bicor_vae(pick("vae").with_suffix(".safetensors"), dev)
+    dit = load_dit(pick("dit"), dev)
+    voc = None
+    if vocoder:
+        from momu_live.models.vocoder import load_vocoder
+
+        try:
+            voc = load_vocoder(vocoder, dev)
+        except MomuError as exc:
+            if vocoder != "fast":
+                raise
+            log.warning("fast vocoder unavailable (%s); falling back to Griffin-Lim (audible phase artefacts)", exc)
+            voc = load_vocoder("griffinlim", dev)
+    return Pipeline(vae, dit, voc, dev)

@@ -1,0 +1,313 @@
+"""Training of the fast iSTFT vocoder (models/vocoder.py ``FastVocoder``) on music.
+
+Loss (per random crop of ``segment`` mel frames; the model sees ``log_mel`` of the crop):
+- log-mel L1 between ``log_mel(generated)`` and ``log_mel(target)`` (HiFi-GAN eq. 5, weight 45),
+- multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN eq. 4-6): spectral convergence +
+  log-magnitude L1 at (n_fft, hop) = (512, 128), (1024, 256), (2048, 512),
+- optional distillation: L1 to the waveform of a teacher vocoder when the pack carries ``teacher/<name>``.
+
+Data: an audio pack (``.npz`` with int16 arrays ``train/<name>`` and ``val/<name>`` at 22.05 kHz, written by
+``pack_audio``) or a DwM-format folder (train/validation split of models/datasets.split_dwm).
+Checkpoints: ``OUT/vocoder_fast.{safetensors,json}`` (models/checkpoint.py) + ``OUT/train_state.{safetensors,json}``
+(optimizer moments and step, for ``resume``) + ``OUT/log.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from momu_live import MomuError
+from momu_live.models.vocoder import FAMILY_FAST, SIZES
+
+SAMPLE_RATE = 22050
+
+
+@dataclass
+class TrainConfig:
+    size: str = "small"
+    steps: int = 20000
+    batch: int = 16
+    segment: int = 128  # mel frames per crop (x 256 samples)
+    lr: float = 5e-4
+    warmup: int = 300
+    weight_decay: float = 0.01
+    mel_weight: float = 45.0
+    stft_weight: float = 2.5
+    teacher_weight: float = 0.0
+    gain_min: float = 0.25  # random level augmentation (crop * U[gain_min, 1] / peak)
+    val_every: int = 500
+    ckpt_every: int = 1000
+    seed: int = 0
+    max_minutes: float = 0.0
+    device: str = "cpu"
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+def pack_audio(out: str | Path, train: dict[str, np.ndarray], val: dict[str, np.ndarray]) -> Path:
+    """Write an int16 audio pack (``train/<name>``, ``val/<name>``; float32 in [-1, 1] in, 22.05 kHz)."""
+    arrs = {}
+    for split, d in (("train", train), ("val", val)):
+        for k, w in d.items():
+            arrs[f"{split}/{k}"] = np.clip(np.round(np.asarray(w, np.float32) * 32767), -32768, 32767).astype(np.int16)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrs)
+    return out
+
+
+def pack_dwm_audio(root: str | Path, out: str | Path, seconds_per_dance: float = 28.0, val_seconds: float = 10.0,
+                   offset_s: float = 8.0, progress: bool = True) -> Path:
+    """A compact audio pack from a DwM folder: ``seconds_per_dance`` of each training dance (from ``offset_s``),
+    ``val_seconds`` of each validation dance."""
+    from tqdm import tqdm
+
+    from momu_live.models.audio import load_audio
+    from momu_live.models.datasets import dwm_ids, split_dwm
+
+    root = Path(root)
+    tr_ids, va_ids = split_dwm(dwm_ids(root))
+    train, val = {}, {}
+    for did in tqdm(tr_ids + va_ids, desc="pack audio", disable=not progress):
+        wav, _ = load_audio(root / did / "audio.flac", SAMPLE_RATE)
+        secs = seconds_per_dance if did in tr_ids else val_seconds
+        a = min(int(offset_s * SAMPLE_RATE), max(0, len(wav) - int(secs * SAMPLE_RATE)))
+        (train if did in tr_ids else val)[did] = wav[a : a + int(secs * SAMPLE_RATE)]
+    return pack_audio(out, train, val)
+
+
+def load_audio_sets(data: str | Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train waveforms, validation waveforms) float32 from an audio pack or a DwM folder."""
+    p = Path(data)
+    if not p.exists():
+        raise MomuError(f"training data {p} not found; give an audio pack (.npz) or a DwM-format folder")
+    if p.is_file():
+        try:
+            z = np.load(p)
+        except (OSError, ValueError) as exc:
+            raise MomuError(f"{p} is not an audio pack ({exc})") from None
+        tr = [z[k].astype(np.float32) / 32767 for k in sorted(z.files) if k.startswith("train/")]
+        va = [z[k].astype(np.float32) / 32767 for k in sorted(z.files) if k.startswith("val/")]
+    else:
+        from momu_live.models.audio import load_audio
+        from momu_live.models.datasets import dwm_ids, split_dwm
+
+        tr_ids, va_ids = split_dwm(dwm_ids(p))
+        tr = [load_audio(p / i / "audio.flac", SAMPLE_RATE)[0] for i in tr_ids]
+        va = [load_audio(p / i / "audio.flac", SAMPLE_RATE)[0] for i in va_ids]
+    if not tr:
+        raise MomuError(f"{p} holds no training audio")
+    return tr, va
+
+
+class CropSampler:
+    """Random fixed-length crops from a list of waveforms, all on one device (no data loader workers)."""
+
+    def __init__(self, wavs: list[np.ndarray], n_samples: int, device: torch.device, gain_min: float, seed: int):
+        wavs = [w for w in wavs if len(w) >= n_samples]
+        if not wavs:
+            raise MomuError(f"no training clip is as long as one crop ({n_samples} samples); lower --segment")
+        self.audio = torch.from_numpy(np.concatenate(wavs)).to(device)  # (N,)
+        starts, o = [], 0
+        for w in wavs:
+            starts.append((o, o + len(w) - n_samples))
+            o += len(w)
+        self.ranges = starts
+        self.lengths = torch.tensor([b - a + 1 for a, b in starts], dtype=torch.float64)
+        self.n, self.gain_min = n_samples, gain_min
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, batch: int) -> torch.Tensor:
+        clip = torch.multinomial(self.lengths, batch, replacement=True, generator=self.gen)
+        offs = [self.ranges[c][0] + int(torch.randint(0, int(self.lengths[c]), (1,), generator=self.gen)) for c in clip.tolist()]
+        idx = torch.tensor(offs, device=self.audio.device)[:, None] + torch.arange(self.n, device=self.audio.device)  # (B, n)
+        x = self.audio[idx]  # (B, n)
+        gain = self.gain_min + (1 - self.gain_min) * torch.rand(batch, 1, generator=self.gen).to(x.device)
+        peak = x.abs().amax(-1, keepdim=True).clamp(min=1e-4)
+        # peak-normalise to a random level in [gain_min, 1] (never clipped), amplifying at most 10x
+        return x * torch.minimum(gain / peak, torch.full_like(peak, 10.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# losses
+
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+
+
+def _mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    win = torch.hann_window(n_fft, device=x.device)
+    s = torch.stft(x, n_fft, hop, window=win, return_complex=True)  # (B, bins, frames)
+    return s.abs().clamp(min=1e-7)
+
+
+def mr_stft_loss(pred: torch.Tensor, target: torch.Tensor, resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
+    """Multi-resolution STFT loss (Parallel WaveGAN eq. 4-6): mean over resolutions of
+    ||S_t - S_p||_F / ||S_t||_F + mean |log S_t - log S_p|."""
+    total = pred.new_zeros(())
+    for n_fft, hop in resolutions:
+        p, t = _mag(pred, n_fft, hop), _mag(target, n_fft, hop)
+        sc = torch.linalg.norm(t - p, dim=(-2, -1)) / torch.linalg.norm(t, dim=(-2, -1)).clamp(min=1e-5)
+        total = total + sc.mean() + (t.log() - p.log()).abs().mean()
+    return total / len(resolutions)
+
+
+def mel_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    from momu_live.models.audio import log_mel
+
+    return (log_mel(pred) - log_mel(target)).abs().mean()
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints of the optimizer (flat safetensors, no pickle)
+
+
+def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors, scalars = {}, {}
+    for i, (p, s) in enumerate(opt.state.items()):
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.dim() > 0:
+                tensors[f"{i}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{i}.{k}"] = float(v)
+    save_file(tensors, str(out / "train_state.safetensors"))
+    (out / "train_state.json").write_text(json.dumps({"step": step, "scalars": scalars, **extra}, indent=1))
+
+
+def load_train_state(out: Path, opt: torch.optim.Optimizer) -> dict:
+    from momu_live.models.checkpoint import load_state
+
+    doc = json.loads((out / "train_state.json").read_text())
+    tensors = load_state(out / "train_state.safetensors")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = {k.split(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.split(".", 1)[0] == str(i)}
+        for k, v in doc["scalars"].items():
+            if k.split(".", 1)[0] == str(i):
+                st[k.split(".", 1)[1]] = torch.tensor(v)
+        if st:
+            opt.state[p] = st
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5 % over ``steps`` or ``max_minutes``, whichever ends first."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes > 0:
+        t = max(t, minutes / cfg.max_minutes)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+@torch.no_grad()
+def evaluate(model, val: list[np.ndarray], device, max_seconds: float = 10.0) -> dict:
+    """Validation log-mel L1 and MR-STFT distance of the whole-mode output on each validation clip."""
+    from momu_live.models.audio import log_mel
+
+    model.eval()
+    mels, stfts = [], []
+    for w in val:
+        x = torch.from_numpy(w[: int(max_seconds * SAMPLE_RATE)]).to(device)[None]  # (1, n)
+        n = (x.shape[-1] // 256) * 256
+        x = x[:, :n]
+        y = model(log_mel(x))  # (1, n)
+        mels.append(float((log_mel(y) - log_mel(x)).abs().mean()))
+        stfts.append(float(mr_stft_loss(y, x)))
+    model.train()
+    return {"val_mel_l1": float(np.mean(mels)) if mels else float("nan"), "val_mr_stft": float(np.mean(stfts)) if stfts else float("nan")}
+
+
+def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          init: str | Path | None = None) -> dict:
+    """Train (or resume) a FastVocoder; returns the final log entry."""
+    from tqdm import tqdm
+
+    from momu_live.models.audio import log_mel
+    from momu_live.models.builders import build_vocoder_fast
+    from momu_live.models.checkpoint import load_checkpoint, load_into, load_state, save_checkpoint
+
+    if cfg.size not in SIZES:
+        raise MomuError(f"unknown vocoder size {cfg.size!r}; choose one of {sorted(SIZES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tr, va = load_audio_sets(data)
+    model = build_vocoder_fast(cfg.size).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
+    step, log, minutes0 = 0, [], 0.0
+    if resume and (out / "train_state.json").exists():
+        load_into(model, load_state(out / "vocoder_fast"), where=str(out / "vocoder_fast.safetensors"))
+        doc = load_train_state(out, opt)
+        step = int(doc["step"])
+        minutes0 = float(doc.get("minutes", 0.0))
+        if (out / "log.json").exists():
+            log = json.loads((out / "log.json").read_text())
+    elif init:
+        m0, _ = load_checkpoint(init, FAMILY_FAST, build_vocoder_fast)
+        model.load_state_dict(m0.state_dict())
+    sampler = CropSampler(tr, cfg.segment * 256, device, cfg.gain_min, cfg.seed + step)
+    model.train()
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train vocoder", disable=not progress)
+
+    def checkpoint(entry: dict | None = None):
+        meta = {"step": step, "train": asdict(cfg), "data": str(data), "val": entry or {}}
+        save_checkpoint(out / "vocoder_fast", model, model.cfg, FAMILY_FAST, meta)
+        save_train_state(out, opt, step, {"config": asdict(cfg), "minutes": minutes0 + (time.time() - t0) / 60})
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+
+    run_loss = None
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg, minutes0 + (time.time() - t0) / 60)
+        x = sampler(cfg.batch)  # (B, n)
+        with torch.no_grad():
+            mel = log_mel(x)  # (B, 80, F)
+        y = model(mel)  # (B, n)
+        l_mel = (log_mel(y) - mel).abs().mean()
+        l_stft = mr_stft_loss(y, x)
+        loss = cfg.mel_weight * l_mel + cfg.stft_weight * l_stft
+        if not torch.isfinite(loss):
+            raise MomuError(f"loss became {float(loss)} at step {step}; lower --lr or resume from the last checkpoint")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        step += 1
+        lv = (l_mel.item(), l_stft.item())
+        run_loss = lv if run_loss is None else tuple(0.98 * a + 0.02 * b for a, b in zip(run_loss, lv))
+        bar.update(1)
+        bar.set_postfix(mel=f"{run_loss[0]:.3f}", stft=f"{run_loss[1]:.3f}")
+        stop = cfg.max_minutes > 0 and minutes0 + (time.time() - t0) / 60 > cfg.max_minutes
+        if step % cfg.val_every == 0 or step == cfg.steps or stop:
+            entry = {"step": step, "mel_l1": run_loss[0], "mr_stft": run_loss[1], "grad_norm": float(gn),
+                     "lr": opt.param_groups[0]["lr"], "minutes": minutes0 + (time.time() - t0) / 60, **evaluate(model, va, device)}
+            log.append(entry)
+            bar.write(json.dumps(entry))
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
+            checkpoint(log[-1] if log else None)
+        if stop:
+            break
+    bar.close()
+    checkpoint(log[-1] if log else None)
+    return log[-1] if log else {}

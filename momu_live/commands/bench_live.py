@@ -1,0 +1,141 @@
+"""``momu bench live``: latency per stage and end to end, memory over time and drops of the live engine.
+
+Runs the real engine on a video paced as a camera (default 30 fps) into a real UDP OSC receiver and
+prints median / p95 per stage (capture, pose, window, model, decode, send, e2e), RSS over time with
+its slope, CPU use and every drop counter.  ``--json`` prints the same as JSON, ``--plot`` writes a
+PNG of latency and RSS over time.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from momu_live import MomuError
+
+
+def _default_video() -> Path | None:
+    shared = Path(os.environ.get("MOMU_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+    p = shared / "fixtures" / "dancer.avi"
+    return p if p.exists() else None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("live", help="live engine latency per stage, memory and drops",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("--source", default=None, help="video:PATH (default: ../shared/fixtures/dancer.avi), or any "
+                                                  "momu live source")
+    p.add_argument("--mode", default="motion2music", choices=["motion2music", "music2motion", "joint", "beats"])
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to run (the video loops)")
+    p.add_argument("--fps", type=float, default=30.0, help="pace the video at this input rate")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the statistics")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write latency and RSS over time to this PNG")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    import resource
+    import time
+
+    import numpy as np
+    import torch
+
+    from momu_live.live.backend import make_backend
+    from momu_live.live.engine import STAGES, EngineConfig, LiveEngine, rss_mb
+    from momu_live.live.monitor import OscMonitor
+    from momu_live.live.sinks import make_output
+    from momu_live.live.sources import make_source
+
+    torch.set_num_threads(args.threads)
+    spec = args.source
+    if spec is None:
+        v = _default_video()
+        if v is None:
+            raise MomuError("no default video (../shared/fixtures/dancer.avi); pass --source video:PATH")
+        spec = f"video:{v}"
+    if args.seconds <= args.warmup:
+        raise MomuError("--seconds must be longer than --warmup")
+    source = make_source(spec, realtime=True, fps=args.fps, loop=True)
+    mon = OscMonitor(keep=False)
+    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode),
+                        make_output(None, "127.0.0.1", mon.port))
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    w0 = time.monotonic()
+    engine.run(duration=args.seconds)
+    wall = time.monotonic() - w0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(0.2)
+    mon.close()
+    since = w0 + args.warmup
+    lat = engine.stats.summary(since=since)
+    rss = np.array([(t, m) for t, m in engine.rss if t >= args.warmup])  # (K, 2)
+    slope = float(np.polyfit(rss[:, 0], rss[:, 1], 1)[0] * 60.0) if len(rss) >= 3 else 0.0
+    received = mon.counts.get("/momu/pose/frame", 0)
+    res = {
+        "source": spec, "mode": args.mode, "seconds": args.seconds, "input_fps": args.fps, "threads": args.threads,
+        "backend": engine.backend.info.label,
+        "latency_ms": {s: {k: round(v, 3) for k, v in lat[s].items()} for s in STAGES if s in lat},
+        "rss_mb": {"start": round(float(rss[0, 1]), 1) if len(rss) else 0.0,
+                   "end": round(float(rss[-1, 1]), 1) if len(rss) else 0.0,
+                   "max": round(float(rss[:, 1].max()), 1) if len(rss) else 0.0,
+                   "slope_mb_per_min": round(slope, 3), "now": round(rss_mb(), 1)},
+        "cpu_cores_used": round(((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall, 3),
+        "frames": {"processed": source.stats.frames, "no_person": source.stats.no_person,
+                   "received_by_osc_peer": received},
+        "drops": {"source": source.stats.dropped, "output_queue": engine.out.dropped,
+                  "skipped_windows": engine.skipped_windows, "total": engine.dropped},
+        "windows": engine.windows, "beats": engine.beats_sent,
+        "rss_series": [[round(float(t), 2), round(float(m), 2)] for t, m in engine.rss],
+    }
+    if args.plot:
+        _plot(engine, w0, res, args.plot)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"momu live: {args.mode} on {Path(spec.partition(':')[2]).name or spec} at {args.fps:g} fps input, "
+                    f"{args.seconds:g} s, {args.threads} torch threads")
+    for c in ("stage", "median ms", "p95 ms", "max ms", "n"):
+        t.add_column(c, justify="right" if c != "stage" else "left")
+    for s in STAGES:
+        if s in lat:
+            d = lat[s]
+            t.add_row(s, f"{d['median']:.2f}", f"{d['p95']:.2f}", f"{d['max']:.2f}", str(d["n"]))
+    con = Console()
+    con.print(t)
+    r = res["rss_mb"]
+    con.print(f"RSS MiB: start {r['start']} end {r['end']} max {r['max']} slope {r['slope_mb_per_min']:+.2f} MiB/min; "
+              f"CPU {res['cpu_cores_used']:.2f} cores")
+    con.print(f"frames {res['frames']}; drops {res['drops']}; windows {res['windows']}; beats {res['beats']}")
+    con.print(f"back-end: {res['backend']}")
+    return 0
+
+
+def _plot(engine, w0: float, res: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (a, b) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for s in ("pose", "model", "e2e"):
+        w, ms = engine.stats.history(s)
+        if len(w):
+            a.plot(w - w0, ms, ".", ms=2, label=s)
+    a.set_ylabel("ms")
+    a.set_yscale("log")
+    a.legend()
+    a.set_title(f"momu live {res['mode']}: latency per stage")
+    rss = np.array(res["rss_series"])
+    if len(rss):
+        b.plot(rss[:, 0], rss[:, 1])
+    b.set_ylabel("RSS MiB")
+    b.set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

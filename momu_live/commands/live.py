@@ -1,0 +1,109 @@
+"""``momu live``: the live daemon (sources -> engine -> OSC/MIDI/audio/recordings)."""
+from __future__ import annotations
+
+import argparse
+
+from momu_live import MomuError
+
+DEFAULT_MODE = {"pose": "motion2music", "audio": "music2motion", "none": "joint"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "live", help="run live: webcam/video/audio/OSC in; music, poses, beats, status out",
+        description="Run the live engine.  Without a trained model every mode runs a clearly labelled pass-through "
+                    "(metronome at the tracked tempo / procedural beat-synced dancer); the status says so.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--source", default="webcam:0",
+                   help="webcam[:N] | video:PATH | audio:DEVICE (name substring) | file:PATH (audio) | osc | none")
+    p.add_argument("--mode", choices=["motion2music", "music2motion", "joint", "beats"], default=None,
+                   help="default: motion2music for pose sources, music2motion for audio, joint for none")
+    p.add_argument("--preset", default=None, help="output preset (momu presets); default: the generic /momu grammar")
+    p.add_argument("--osc-host", default="127.0.0.1", help="where OSC output goes")
+    p.add_argument("--osc-port", type=int, default=9000)
+    p.add_argument("--control-port", type=int, default=9001, help="OSC control (and --source osc pose) input port")
+    p.add_argument("--listen", default="127.0.0.1", help="address the control port binds (0.0.0.0 for the network)")
+    p.add_argument("--record", default=None, metavar="DIR", help="record generated.wav, poses.npz, events.jsonl here")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop cleanly (exit 0) after S seconds")
+    p.add_argument("--window", type=float, default=2.0, help="analysis window (s)")
+    p.add_argument("--hop", type=float, default=0.5, help="scheduler hop (s)")
+    p.add_argument("--heartbeat-hz", type=float, default=2.0, help="status messages per second (>= 1)")
+    p.add_argument("--fast", action="store_true", help="files: process as fast as possible instead of real-time pace")
+    p.add_argument("--loop", action="store_true", help="files: loop forever")
+    p.add_argument("--fps", type=float, default=None, help="video: play at this rate instead of the file's")
+    p.add_argument("--model", default=None, help="generation checkpoint (default: labelled pass-through)")
+    p.add_argument("--audio-out", default=None, metavar="DEVICE", help="play generated audio on this output device")
+    p.add_argument("--midi-out", default=None, metavar="PORT",
+                   help="MIDI beat notes + clock (24 ppq) to this port (name substring; bridge/midi.py)")
+    p.add_argument("--link", action="store_true", help="Ableton Link tempo sync (needs aalink; optional)")
+    p.add_argument("--print-status", action="store_true", help="print each status heartbeat to stdout")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from momu_live.live.backend import make_backend
+    from momu_live.live.control import ControlServer
+    from momu_live.live.engine import EngineConfig, LiveEngine
+    from momu_live.live.sinks import Outputs, make_output
+    from momu_live.live.sources import make_source
+
+    log = logging.getLogger("momu.live")
+    if args.duration is not None and args.duration <= 0:
+        raise MomuError("--duration must be positive seconds")
+    if not (0.02 <= args.hop <= args.window):
+        raise MomuError(f"--hop {args.hop} must be between 0.02 s and --window ({args.window} s)")
+    source = make_source(args.source, realtime=not args.fast, fps=args.fps, loop=args.loop)
+    mode = args.mode or DEFAULT_MODE[source.kind]
+    if mode == "music2motion" and source.kind == "pose":
+        raise MomuError("--mode music2motion needs music in: --source audio:DEVICE or file:PATH")
+    if mode in ("motion2music", "beats") and source.kind == "audio":
+        log.info("%s on an audio source: tempo and beats come from the music", mode)
+    backend = make_backend(mode, args.model)
+    sinks = [make_output(args.preset, args.osc_host, args.osc_port,
+                         {"audio_device": args.audio_out, "midi_port": args.midi_out})]
+    link = None
+    if args.link:
+        from momu_live.live.clock import LinkSync
+
+        link = LinkSync()
+    recorder = None
+    if args.record:
+        from momu_live.live.recorder import Recorder
+
+        recorder = Recorder(args.record, 22050, {"mode": mode, "source": args.source, "preset": args.preset,
+                                                  "backend": backend.info.label})
+    if args.print_status:
+        sinks.append(_StatusPrinter())
+    control = ControlServer(args.listen, args.control_port)
+    cfg = EngineConfig(mode=mode, window_s=args.window, hop_s=args.hop, heartbeat_hz=args.heartbeat_hz,
+                       realtime=not args.fast)
+    engine = LiveEngine(cfg, source, backend, Outputs(sinks), recorder, control, link)
+
+    def on_signal(signum, frame):
+        engine.stop(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+    log.info("momu live: %s -> %s (%s), OSC to %s:%d, control on %s:%d", args.source, mode, backend.info.label,
+             args.osc_host, args.osc_port, control.host, control.port)
+    reason = engine.run(args.duration)
+    log.info("stopped: %s; %d windows, %d dropped, %d beats", reason, engine.windows, engine.dropped, engine.beats_sent)
+    return 0
+
+
+class _StatusPrinter:
+    def emit(self, ev) -> None:
+        from momu_live.bridge.events import Status
+
+        if isinstance(ev, Status):
+            lat = " ".join(f"{k}={v:.1f}" for k, v in ev.latency_ms.items())
+            print(f"[{ev.time:7.2f}s] {ev.mode} fps={ev.fps:.0f} bpm={ev.bpm:.1f} dropped={ev.dropped} ms: {lat} | {ev.message}",
+                  flush=True)
+
+    def close(self) -> None:
+        pass

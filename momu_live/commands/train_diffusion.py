@@ -1,0 +1,75 @@
+"""``momu train diffusion``: encode a pack with the frozen BiCoR-VAE once, then train the latent DiT."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "diffusion", help="train the diffusion transformer (motion<->music, rectified flow)",
+        description="Encodes PACK with the frozen VAE into OUT/latents.npz (once; reused on --resume), then trains "
+                    "the DiT on random aligned crops (both directions, condition dropout for CFG). Writes "
+                    "OUT/dit.safetensors+json (EMA weights), OUT/train_state.*, OUT/log.json.",
+    )
+    p.add_argument("--data", required=True, help="a pack (momu data pack), a DwM-format folder, or a latents.npz")
+    p.add_argument("--vae", default=None, help="VAE checkpoint (default: shipped models/weights/vae)")
+    p.add_argument("--size", default="small", help="DiT size: debug, small, base")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--ckpt-every", type=int, default=2000)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--out", default="runs/dit")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--encode-only", action="store_true", help="only write OUT/latents.npz")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from momu_live import MomuError
+    from momu_live.models import train_diffusion as td
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        raise MomuError(f"--steps must be >= 1, got {args.steps}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MomuError("--device cuda asked but CUDA is not available; use --device cpu")
+    out = Path(args.out)
+    lat_path = out / "latents.npz"
+    data = Path(args.data)
+    if data.suffix == ".npz" and data.name != "pack.npz":
+        lat = td.load_latents(data)
+    elif lat_path.exists() and args.resume:
+        lat = td.load_latents(lat_path)
+    else:
+        from momu_live.models.vae import load_bicor_vae
+
+        if not data.exists():
+            raise MomuError(f"--data {data} does not exist")
+        import hashlib
+
+        from momu_live.models.vae import default_weights_path
+
+        vae = load_bicor_vae(args.vae, args.device)
+        vpath = Path(args.vae).with_suffix(".safetensors") if args.vae else default_weights_path()
+        vae.source_sha256 = hashlib.sha256(vpath.read_bytes()).hexdigest()
+        lat = td.encode_pack(data, vae, args.device, progress=not args.no_progress)
+        td.save_latents(lat, lat_path)
+        print(f"latents: {lat_path} ({len(lat['ids'])} dances)")
+    if args.encode_only:
+        return 0
+    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed,
+                         val_every=args.val_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes)
+    meta = {"vae_sha256": str(lat.get("vae_sha256", ""))}
+    path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta)
+    print(f"checkpoint: {path}")
+    return 0

@@ -1,0 +1,73 @@
+"""``momu train vae``: train BiCoR-VAE (stage 1 music VAE, stage 2 motion VAE + rhythmic contrastive loss)."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "vae", help="train BiCoR-VAE (aligned music/motion latents)",
+        description="Stage 1 trains the music VAE (L1 + multi-resolution spectral + KL + adversarial loss on mels); "
+                    "stage 2 the motion VAE against the frozen music encoder (positions + velocities + KL + rhythmic "
+                    "contrastive loss). Writes OUT/vae.safetensors+json, OUT/train_state.*, OUT/log.json. Runs under "
+                    "torchrun (DDP) when launched so.",
+    )
+    p.add_argument("--stage", choices=("1", "2", "both"), default="both")
+    p.add_argument("--data", required=True, help="a pack (momu data pack) or a DwM-format folder")
+    p.add_argument("--size", default="small", help="model size: debug, small (CPU default), base (GPU)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=2000, help="steps per stage")
+    p.add_argument("--steps2", type=int, default=None, help="stage-2 steps with --stage both (default --steps)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--clip", type=int, default=32, help="latent frames per training crop")
+    p.add_argument("--no-contrastive", action="store_true", help="stage 2 without the rhythmic contrastive loss (ablation)")
+    p.add_argument("--contrastive-weight", type=float, default=0.2)
+    p.add_argument("--adv-start", type=int, default=500)
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop each stage after this wall time (0: no limit)")
+    p.add_argument("--init", default=None, help="start from this vae checkpoint (e.g. a stage-1 run's OUT/vae)")
+    p.add_argument("--out", default="runs/vae")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its stage and step)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    import torch
+
+    from momu_live import MomuError
+    from momu_live.models.packing import load_dances
+    from momu_live.models.train_vae import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MomuError("--device cuda but no CUDA device is available; use --device cpu")
+    dances = load_dances(args.data, progress=not args.no_progress)
+    tr = [d for d in dances if d.split == "train"]
+    va = [d for d in dances if d.split == "val"]
+    if not tr:
+        raise MomuError(f"{args.data} has no training dances")
+    base = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
+                       contrastive=not args.no_contrastive, contrastive_weight=args.contrastive_weight,
+                       adv_start=args.adv_start, val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed,
+                       max_minutes=args.max_minutes)
+    out = Path(args.out)
+    stages = [1, 2] if args.stage == "both" else [int(args.stage)]
+    init = args.init
+    figures = {}
+    for stage in stages:
+        cfg = replace(base, stage=stage, steps=(args.steps2 or args.steps) if stage == 2 and args.stage == "both" else args.steps)
+        sub = out / f"stage{stage}" if args.stage == "both" else out
+        if stage == 2 and args.stage == "both":
+            init = str(out / "stage1" / "vae")
+        figures = train(cfg, tr, va, sub, device=args.device, resume=args.resume, init=init,
+                        progress=not args.no_progress)
+    print(json.dumps(figures))
+    return 0

@@ -1,0 +1,57 @@
+"""``momu train vocoder``: train the fast iSTFT vocoder (Vocos-style) on music."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "vocoder", help="train the fast iSTFT vocoder (live default) on music",
+        description="Trains models/vocoder.py FastVocoder with log-mel L1 + multi-resolution STFT losses on random "
+                    "crops. Writes OUT/vocoder_fast.safetensors+json (load with --vocoder-weights or copy to "
+                    "models/weights/), OUT/train_state.*, OUT/log.json. --make-pack writes a compact int16 audio pack "
+                    "from a DwM folder (for the GPU box) and exits.",
+    )
+    p.add_argument("--data", required=True, help="an audio pack (.npz from --make-pack) or a DwM-format folder")
+    p.add_argument("--make-pack", default=None, metavar="OUT.npz", help="write an int16 audio pack from --data (DwM) and exit")
+    p.add_argument("--seconds-per-dance", type=float, default=28.0, help="with --make-pack: seconds of each training dance")
+    p.add_argument("--pack-offset", type=float, default=8.0, help="with --make-pack: start second within each dance")
+    p.add_argument("--size", default="small", help="model size: debug, small (shipped), base")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--segment", type=int, default=128, help="mel frames per training crop")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--init", default=None, help="start from this vocoder_fast checkpoint")
+    p.add_argument("--out", default="runs/vocoder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    import torch
+
+    from momu_live import MomuError
+    from momu_live.models.train_vocoder import TrainConfig, pack_dwm_audio, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.make_pack:
+        out = pack_dwm_audio(args.data, args.make_pack, seconds_per_dance=args.seconds_per_dance, offset_s=args.pack_offset, progress=not args.no_progress)
+        print(f"wrote {out}")
+        return 0
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MomuError("--device cuda but no CUDA device is available; use --device cpu")
+    cfg = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, segment=args.segment, lr=args.lr, warmup=args.warmup,
+                      val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed,
+                      max_minutes=args.max_minutes, device=args.device)
+    last = train(args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress, init=args.init)
+    print(json.dumps(last))
+    return 0

@@ -1,0 +1,328 @@
+"""The live engine end to end with real peers: real video + MediaPipe, real UDP OSC sockets, real subprocesses.
+
+- video-file source on ../shared/fixtures/dancer.avi -> OSC receiver (pose frames, >= 1 Hz status, beats)
+- ``momu live --duration`` exits 0 and writes recordings; SIGINT mid-run flushes them
+- a malformed/unknown OSC flood at the control port does not stop the stream or grow memory
+- NaN poses and no-person frames from an OSC tracker are handled
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from momu_live.live.backend import make_backend
+from momu_live.live.control import ControlServer
+from momu_live.live.engine import EngineConfig, LiveEngine, rss_mb
+from momu_live.live.monitor import OscMonitor, free_udp_port, osc_message
+from momu_live.live.sinks import make_output
+from momu_live.live.sources import CameraSource, OscPoseSource
+from momu_live.procedural import procedural_dance
+
+REPO = Path(__file__).resolve().parents[1]
+MOMU = [sys.executable, "-m", "momu_live.cli"]
+
+
+def _status_rate_ok(stamps: list[float], min_hz: float = 1.0) -> None:
+    assert len(stamps) >= 2
+    gaps = np.diff(stamps)
+    assert gaps.max() <= 1.0 / min_hz + 0.35, gaps  # never silent for more than a heartbeat (+ scheduling slack)
+
+
+def test_video_source_end_to_end_to_a_real_osc_receiver(dancer_video):
+    mon = OscMonitor()
+    source = CameraSource(path=dancer_video, realtime=True)
+    engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=2.0), source, make_backend("beats"),
+                        make_output(None, "127.0.0.1", mon.port))
+    try:
+        t0 = time.monotonic()
+        engine.run(duration=8.0)
+        time.sleep(0.3)
+    finally:
+        mon.close()
+    frames = mon.of("/momu/pose/frame")
+    assert len(frames) >= 0.8 * 25 * 8, len(frames)  # 25 fps video, MediaPipe finds the dancer ~99 %
+    for _, args in frames[::10]:
+        assert len(args) == 3 + 18 * 3
+        assert isinstance(args[0], int) and isinstance(args[1], int)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in args[2:])
+    idx = [a[1] for _, a in frames]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)  # video frame index, in order
+    # poses are real: metres, a body of plausible size (head above pelvis)
+    j = np.array(frames[-1][1][3:]).reshape(18, 3)
+    assert 0.3 < j[3, 1] - j[0, 1] < 1.2
+    status = [t for t, _ in mon.of("/momu/status")]
+    assert len(status) >= 8 * 1.0 - 1
+    assert status[0] - t0 < 10.0  # MediaPipe starts before the engine clock does
+    _status_rate_ok(status)
+    beats = mon.of("/momu/beat")
+    assert beats, "beats mode emitted no /momu/beat in 8 s"
+    bpm = beats[-1][1][2]
+    assert 40 <= bpm <= 240
+    assert engine.windows >= 10 and engine.stats.summary()["e2e"]["median"] < 200
+
+
+def _wait_for(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_cli_duration_exits_zero_and_records(dancer_video, tmp_path):
+    mon = OscMonitor()
+    rec = tmp_path / "rec"
+    try:
+        proc = subprocess.run(MOMU + ["live", "--source", f"video:{dancer_video}", "--mode", "motion2music",
+                                      "--osc-port", str(mon.port), "--control-port", str(free_udp_port()),
+                                      "--duration", "5", "--record", str(rec)],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)
+    finally:
+        time.sleep(0.2)
+        mon.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wav, sr = sf.read(rec / "generated.wav")
+    assert sr == 22050 and len(wav) > 2.5 * sr and np.abs(wav).max() > 0.01  # the hum follows the dancer
+    z = np.load(rec / "poses.npz")
+    assert z["capture_joints"].shape[1:] == (18, 3) and len(z["capture_joints"]) > 60
+    assert np.isfinite(z["capture_joints"]).all()
+    events = [json.loads(line) for line in (rec / "events.jsonl").read_text().splitlines()]
+    kinds = {e["type"] for e in events}
+    assert {"poseframe", "status"} <= kinds
+    session = json.loads((rec / "session.json").read_text())
+    assert session["stop_reason"].startswith("duration") and "pass-through" in session["backend"]
+    assert len(mon.of("/momu/pose/frame")) > 60
+
+
+def _click_track(path: Path, seconds: float = 30.0, bpm: float = 120.0, sr: int = 22050) -> None:
+    y = np.zeros(int(seconds * sr), np.float32)
+    L = int(0.03 * sr)
+    click = (np.sin(2 * np.pi * 900 * np.arange(L) / sr) * np.exp(-np.arange(L) / (0.01 * sr))).astype(np.float32)
+    for t in np.arange(0.1, seconds - 0.1, 60.0 / bpm):
+        i = int(t * sr)
+        y[i:i + L] += click
+    sf.write(path, y, sr)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_run_flushes_recordings(tmp_path, sig):
+    track = tmp_path / "clicks.wav"
+    _click_track(track)
+    mon = OscMonitor()
+    rec = tmp_path / "rec"
+    proc = subprocess.Popen(MOMU + ["live", "--source", f"file:{track}", "--mode", "beats", "--osc-port", str(mon.port),
+                                    "--control-port", str(free_udp_port()), "--record", str(rec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert _wait_for(lambda: len(mon.of("/momu/beat")) >= 5, 25), "no beats before the signal"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        mon.close()
+    assert proc.returncode == 0, err[-2000:]
+    wav, sr = sf.read(rec / "generated.wav")  # header valid, content there
+    assert len(wav) > sr and np.abs(wav).max() > 0.1  # the click track of the tracked beats
+    events = [json.loads(line) for line in (rec / "events.jsonl").read_text().splitlines()]
+    beats = [e for e in events if e["type"] == "beat"]
+    assert len(beats) >= 3 and abs(beats[-1]["bpm"] - 120) < 3  # music tempo tracked from the audio
+    session = json.loads((rec / "session.json").read_text())
+    assert session["stop_reason"] == sig.name
+    np.load(rec / "poses.npz")  # readable
+
+
+def _dance_sender(port: int, stop: threading.Event, nan_from: float | None = None, nan_to: float | None = None,
+                  seconds: float = 30.0):
+    import socket
+
+    m = procedural_dance(bpm=120.0, seconds=seconds, fps=30.0)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t0 = time.monotonic()
+    for k, j in enumerate(m.joints):
+        if stop.is_set():
+            break
+        t = k / 30.0
+        j = j.astype(np.float32).copy()
+        if nan_from is not None and nan_from <= t < nan_to:
+            j[:] = np.nan if k % 2 else j
+            j[5] = np.nan  # a missing elbow on every frame
+        s.sendto(osc_message("/momu/pose/frame", [0, k, t, *map(float, j.reshape(-1))]), ("127.0.0.1", port))
+        delay = t0 + (k + 1) / 30.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    s.close()
+
+
+def test_malformed_osc_flood_does_not_stop_the_stream():
+    import socket
+
+    mon = OscMonitor()
+    control = ControlServer("127.0.0.1", 0)
+    engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=2.0), OscPoseSource(), make_backend("beats"),
+                        make_output(None, "127.0.0.1", mon.port), control=control)
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 14.0})
+    sender = threading.Thread(target=_dance_sender, args=(control.port, stop))
+    runner.start()
+    sender.start()
+    rng = np.random.default_rng(0)
+    junk = [rng.bytes(int(n)) for n in rng.integers(0, 200, 64)]
+    junk += [b"", b"/", b"#bundle\x00", b"/momu/pose/frame\x00\x00\x00\x00,fff\x00\x00\x00\x00\x01", b"\xff" * 1472]
+    unknown = [osc_message("/momu/nothing/here", [1, 2.0, "x"]), osc_message("/momu/engine/set/hop", ["not a number"]),
+               osc_message("/momu/pose/frame", [1, 2]), osc_message("/momu/tempo/set/bpm", [1e9])]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert _wait_for(lambda: len(mon.of("/momu/pose/frame")) > 30, 10)
+        rss0 = rss_mb()
+        flood_t0 = time.monotonic()
+        for i in range(10_000):  # 10k malformed / unknown packets, as fast as they go, in bursts
+            s.sendto(junk[i % len(junk)] if i % 3 else unknown[i % len(unknown)], ("127.0.0.1", control.port))
+            if i % 200 == 199:
+                time.sleep(0.002)
+        t_end = time.monotonic() + 2.0  # then 2 s of a 5k msg/s flood of unknown messages
+        k = 0
+        while time.monotonic() < t_end:
+            for _ in range(50):
+                s.sendto(unknown[k % 4], ("127.0.0.1", control.port))
+                k += 1
+            time.sleep(0.01)
+        flood_end = time.monotonic()
+        time.sleep(2.5)
+        rss1 = rss_mb()
+    finally:
+        stop.set()
+        s.close()
+        sender.join(5)
+        runner.join(20)
+        mon.close()
+    c = control.counters()
+    assert c["malformed"] + c["unknown"] + c["errors"] >= 5000, c  # the garbage really reached the server
+    assert c["malformed"] >= 2000 and c["unknown"] >= 1000
+    after = mon.of("/momu/pose/frame", since=flood_end)
+    assert len(after) >= 30, "pose stream stopped after the flood"
+    during = mon.of("/momu/pose/frame", since=flood_t0)
+    assert len(during) - len(after) > 0
+    status = [t for t, _ in mon.of("/momu/status", since=flood_t0)]
+    _status_rate_ok([flood_t0] + status)
+    assert mon.of("/momu/beat", since=flood_end), "beats stopped after the flood"
+    assert rss1 - rss0 < 30.0, (rss0, rss1)
+    assert engine.hop_s == 0.5  # the bad control messages changed nothing
+
+
+def test_nan_and_no_person_frames_are_handled():
+    mon = OscMonitor()
+    control = ControlServer("127.0.0.1", 0)
+    engine = LiveEngine(EngineConfig(mode="motion2music", heartbeat_hz=4.0), OscPoseSource(),
+                        make_backend("motion2music"), make_output(None, "127.0.0.1", mon.port), control=control)
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 7.0})
+    sender = threading.Thread(target=_dance_sender, args=(control.port, stop, 2.0, 4.0, 6.5))
+    runner.start()
+    sender.start()
+    sender.join(15)
+    runner.join(20)
+    mon.close()
+    frames = mon.of("/momu/pose/frame")
+    assert len(frames) > 100
+    for _, a in frames:
+        assert len(a) == 57 and all(math.isfinite(v) for v in a[2:])  # NaN never leaves the engine
+    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    assert any("no person" in m for m in msgs)  # the all-NaN frames were reported as nobody there
+    assert any("pass-through" in m for m in msgs)  # and the mode says it is not a model
+    assert engine.windows >= 8 and engine.ingest_errors == 0
+
+
+def test_missing_camera_is_reported_and_retried_without_crashing():
+    mon = OscMonitor()
+    source = CameraSource(index=57, retry_s=(0.2, 0.4))  # no such camera: OpenCV really fails to open it
+    engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=2.0), source, make_backend("beats"),
+                        make_output(None, "127.0.0.1", mon.port))
+    assert engine.run(duration=3.0).startswith("duration")
+    mon.close()
+    assert source.stats.reopens >= 3 and source.stats.errors >= 3
+    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    assert len(msgs) >= 5 and any("cannot open camera 57" in m and "retrying" in m for m in msgs)
+
+
+def test_control_messages_change_the_running_engine():
+    mon = OscMonitor()
+    control = ControlServer("127.0.0.1", 0)
+    engine = LiveEngine(EngineConfig(mode="joint", heartbeat_hz=2.0), make_source_none(), make_backend("joint"),
+                        make_output(None, "127.0.0.1", mon.port), control=control)
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 30.0})
+    runner.start()
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert _wait_for(lambda: engine.windows >= 2, 10)
+        s.sendto(osc_message("/momu/engine/set/hop", [0.25]), ("127.0.0.1", control.port))
+        s.sendto(osc_message("/momu/tempo/set/bpm", [100.0]), ("127.0.0.1", control.port))
+        assert _wait_for(lambda: engine.hop_s == 0.25 and abs(engine.tracker.bpm - 100) < 1e-6, 5)
+        s.sendto(osc_message("/momu/engine/set/mode", ["beats"]), ("127.0.0.1", control.port))
+        s.sendto(osc_message("/momu/engine/set/steps", [4]), ("127.0.0.1", control.port))
+        assert _wait_for(lambda: engine.cfg.mode == "beats" and engine.backend.info.mode == "beats", 5)
+        assert engine.controls["/momu/engine/set/steps"] == 4
+        s.sendto(osc_message("/momu/engine/stop", []), ("127.0.0.1", control.port))
+        runner.join(10)
+        assert not runner.is_alive() and engine.stop_reason == "control message"
+    finally:
+        s.close()
+        engine.stop()
+        runner.join(5)
+        mon.close()
+    # joint idle mode free-runs: generated poses and beats went out
+    assert mon.of("/momu/gen/pose/frame") and mon.of("/momu/beat")
+
+
+def make_source_none():
+    from momu_live.live.sources import make_source
+
+    return make_source("none")
+
+
+class _SlowBackend:
+    """A real back-end (the metronome) that takes 0.7 s a window: slower than the 0.25 s hop."""
+
+    def __init__(self):
+        from momu_live.live.backend import ClickBackend
+
+        self.inner = ClickBackend("joint", hum=False, free_run=True)
+        self.info = self.inner.info
+        self.steps: list[tuple[float, float]] = []  # (window end, engine clock when it ran)
+
+    def init_state(self):
+        return self.inner.init_state()
+
+    def step(self, window, state):
+        time.sleep(0.7)
+        self.steps.append((window.t_end, self.engine.clock()))
+        return self.inner.step(window, state)
+
+
+def test_slow_model_skips_windows_instead_of_growing_latency():
+    mon = OscMonitor()
+    be = _SlowBackend()
+    engine = LiveEngine(EngineConfig(mode="joint", hop_s=0.25, window_s=1.0, heartbeat_hz=2.0), make_source_none(), be,
+                        make_output(None, "127.0.0.1", mon.port))
+    be.engine = engine
+    engine.run(duration=7.0)
+    mon.close()
+    assert engine.skipped_windows > 5 and engine.dropped >= engine.skipped_windows
+    lag = np.array([c - t for t, c in be.steps])  # how far behind real time each window was processed
+    assert len(lag) >= 6 and lag[-3:].max() < 2 * 0.25 + 0.7 + 0.3, lag  # bounded, not growing
+    st = [a for _, a in mon.of("/momu/status")]
+    assert st and st[-1][4] >= engine.skipped_windows - 2  # drops are reported in the heartbeat

