@@ -187,22 +187,24 @@ class AudioOutput:
         self.ring.read(frames, outdata)
         self.frames_played += frames
 
-    def write(self, samples: np.ndarray) -> int:
-        """Queue mono (N,) or (N, C) audio at ``sample_rate``; returns device frames queued.  Never blocks."""
+    def write(self, samples: np.ndarray, sample_rate: int | None = None) -> int:
+        """Queue mono (N,) or (N, C) audio at ``sample_rate`` (default: the output's); returns device
+        frames queued.  Never blocks; NaN/inf become silence, samples are clipped to [-1, 1]."""
         x = np.asarray(samples, np.float32)
         if x.ndim == 2:
             x = x.mean(axis=1)  # (N,)
         x = np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+        sr = int(sample_rate or self.sample_rate)
         with self._lock:
+            if sr != self._resample.in_rate:  # the stream's rate changed: a fresh resampler
+                self._resample = StreamResampler(sr, self.device_rate, 1)
             y = self._resample(x)  # (M,)
             return self.ring.write(y)
 
     def emit(self, event) -> None:
         """Router sink interface: plays ``AudioBlock``s, ignores other events."""
         if isinstance(event, AudioBlock):
-            if event.sample_rate != self.sample_rate:
-                log.debug("AudioBlock at %d Hz on a %d Hz output", event.sample_rate, self.sample_rate)
-            self.write(event.samples)
+            self.write(event.samples, event.sample_rate)
 
     @property
     def underruns(self) -> int:

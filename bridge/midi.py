@@ -118,6 +118,7 @@ class MidiOut:
         self._cv = threading.Condition()
         self._anchor: tuple[float, float] | None = None  # (monotonic time of a beat, bpm)
         self._next_pulse: float | None = None
+        self._last_pulse: float | None = None
         self._started = False
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="midi-out", daemon=True)
@@ -151,8 +152,13 @@ class MidiOut:
                     heapq.heappush(self._heap, (now, self._seq, mido.Message("start")))
                     self._seq += 1
                 self._started = True
-                self._anchor = (now, float(b.bpm))
-                self._next_pulse = now
+                step = 60.0 / float(b.bpm) / PPQ
+                # the grid gets a pulse at the beat; if the old grid just sent one (within half a step),
+                # that pulse stands for the beat: no double pulse, the next comes one step after it
+                near = self._last_pulse is not None and now - self._last_pulse < step / 2
+                anchor = self._last_pulse if near else now
+                self._anchor = (anchor, float(b.bpm))
+                self._next_pulse = anchor + step if near else now
                 self._cv.notify()
         if self.notes is not None:
             on, off, dur = beat_to_messages(b, self.notes)
@@ -199,6 +205,7 @@ class MidiOut:
             if pulse:
                 self._send(clock_msg)
                 self.pulses += 1
+                self._last_pulse = time.monotonic()
 
     def stats(self) -> dict:
         return {"sent": self.sent, "errors": self.errors, "pulses": self.pulses}

@@ -16,6 +16,7 @@ Python kind; a 1-D numpy array expands to its elements.  ``Typed(tag, value)`` f
 """
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import time
@@ -139,39 +140,59 @@ def _tag_of(a) -> tuple[str, Any]:
 
 _FIXED = {"i": ">i", "h": ">q", "f": ">f", "d": ">d", "t": ">Q", "c": ">I"}
 _NO_DATA = {"T", "F", "N", "I"}
+_RUN = frozenset("ifhdt")
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_bytes(address: str) -> bytes:
+    if not isinstance(address, str) or not address.startswith("/"):
+        raise OscEncodeError(f"OSC address must be a string starting with '/': {address!r}")
+    if any(c in address for c in " #"):
+        raise OscEncodeError(f"OSC address must not contain spaces or '#': {address!r}")
+    return encode_string(address)
 
 
 def encode_message(address: str, args: Sequence = ()) -> bytes:
     """One OSC message as bytes (OSC 1.0 layout, see module doc).
 
-    Runs of consecutive fixed-width arguments are packed with a single ``struct`` call, so a pose frame
-    of 57 floats costs one pack.
+    Runs of consecutive fixed-width arguments are packed with a single ``struct`` call (a pose frame of
+    57 numbers costs one pack); Python floats and int32 ints take a fast path.
     """
-    if not isinstance(address, str) or not address.startswith("/"):
+    if not isinstance(address, str):
         raise OscEncodeError(f"OSC address must be a string starting with '/': {address!r}")
-    if any(c in address for c in " #"):
-        raise OscEncodeError(f"OSC address must not contain spaces or '#': {address!r}")
+    head = _address_bytes(address)
     tags = [","]
-    fmt: list[str] = []
+    fmt: list[str] = [">"]
     vals: list = []
     body: list[bytes] = []
 
     def flush():
-        if fmt:
+        if vals:
             try:
-                body.append(struct.pack(">" + "".join(f[1:] for f in fmt), *vals))
+                body.append(struct.pack("".join(fmt), *vals))
             except (struct.error, TypeError) as exc:
-                raise OscEncodeError(f"an argument does not fit its OSC type ({''.join(f[1:] for f in fmt)}): {exc}") from None
-            fmt.clear()
+                raise OscEncodeError(f"an argument does not fit its OSC type ({''.join(fmt[1:])}): {exc}") from None
+            del fmt[1:]
             vals.clear()
 
     for a in _expand(args):
+        t = type(a)
+        if t is float:
+            tags.append("f")
+            fmt.append("f")
+            vals.append(a)
+            continue
+        if t is int and -(1 << 31) <= a < (1 << 31):
+            tags.append("i")
+            fmt.append("i")
+            vals.append(a)
+            continue
         tag, v = _tag_of(a)
         tags.append(tag)
         if tag in _FIXED:
             if tag == "c":
                 v = ord(v) if isinstance(v, str) else int(v)
-            fmt.append(_FIXED[tag])
+            fmt.append(_FIXED[tag][1:])
             vals.append(v)
         elif tag in ("s", "S"):
             flush()
@@ -184,7 +205,7 @@ def encode_message(address: str, args: Sequence = ()) -> bytes:
         else:
             raise OscEncodeError(f"unsupported OSC type tag {tag!r}")
     flush()
-    return encode_string(address) + encode_string("".join(tags)) + b"".join(body)
+    return head + encode_string("".join(tags)) + b"".join(body)
 
 
 def encode_bundle(messages: Iterable, timetag: int = IMMEDIATELY) -> bytes:
@@ -272,8 +293,23 @@ def _decode_message(data: bytes) -> Message:
         raise OscDecodeError(f"type tag string must start with ',': {tags[:40]!r}")
     args: list = []
     n = len(data)
-    for tag in tags[1:]:
-        if tag in _FIXED:
+    tags = tags[1:]
+    i = 0
+    while i < len(tags):
+        tag = tags[i]
+        i += 1
+        if tag in _RUN:  # a run of fixed-width numbers: one unpack
+            j = i
+            while j < len(tags) and tags[j] in _RUN:
+                j += 1
+            fmt = ">" + "".join(_FIXED[t][1:] for t in tags[i - 1: j])
+            size = struct.calcsize(fmt)
+            if pos + size > n:
+                raise OscDecodeError(f"arguments '{tags[i - 1: j]}' truncated at byte {pos}")
+            args.extend(struct.unpack_from(fmt, data, pos))
+            pos += size
+            i = j
+        elif tag in _FIXED:
             fmt = _FIXED[tag]
             size = struct.calcsize(fmt)
             if pos + size > n:

@@ -216,7 +216,7 @@ class Router:
         is_audio = isinstance(event, AudioBlock)
         if is_audio and self.audio_out is not None:
             try:
-                self.audio_out.write(event.samples)
+                self.audio_out.write(event.samples, event.sample_rate)
             except Exception as exc:
                 self.sink_errors += 1
                 self._log.warn("audio", "audio output failed: %r", exc)

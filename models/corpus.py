@@ -124,15 +124,21 @@ def render_music21(out_dir: str | Path, max_tunes: int | None = 20, variants: in
 def debian_tracks(fetch: bool = False, cache_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     """(package, .ogg path) of the Debian game-music packages: installed files, or fetched .debs unpacked."""
     found = []
+    cache = Path(cache_dir) if cache_dir else None
     for pkg in DEBIAN_PACKAGES:
         files = []
         proc = subprocess.run(["dpkg", "-L", pkg], capture_output=True, text=True) if shutil.which("dpkg") else None
         if proc is not None and proc.returncode == 0:
-            files = [Path(x) for x in proc.stdout.split() if x.endswith(".ogg") and Path(x).is_file()]
+            listed = [Path(x) for x in proc.stdout.split() if Path(x).is_file()]
+            files = [x for x in listed if x.suffix == ".ogg"]
+            pk3 = [x for x in listed if x.suffix == ".pk3"]
+            if pk3:
+                cache = cache or Path(tempfile.mkdtemp(prefix="momu_deb_"))
+                files += _unpack_pk3(pk3, cache / pkg / "pk3")
         elif fetch:
             if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
                 raise MomuError("apt-get/dpkg-deb not found: the Debian music packages need a Debian system")
-            cache = Path(cache_dir or tempfile.mkdtemp(prefix="momu_deb_"))
+            cache = cache or Path(tempfile.mkdtemp(prefix="momu_deb_"))
             cache.mkdir(parents=True, exist_ok=True)
             debs = list(cache.glob(f"{pkg}_*.deb"))
             if not debs:
@@ -144,9 +150,26 @@ def debian_tracks(fetch: bool = False, cache_dir: str | Path | None = None) -> l
             root = cache / pkg
             if not root.exists():
                 subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
-            files = sorted(root.rglob("*.ogg"))
+            files = sorted(root.rglob("*.ogg")) + _unpack_pk3(sorted(root.rglob("*.pk3")), root / "pk3")
         found += [(pkg, f) for f in sorted(files)]
     return found
+
+
+def _unpack_pk3(archives: list[Path], dest: Path) -> list[Path]:
+    """The .ogg members of Quake-style .pk3 (zip) archives (Nexuiz keeps its music in data/music.pk3)."""
+    import zipfile
+
+    out = []
+    for a in archives:
+        with zipfile.ZipFile(a) as z:
+            for name in z.namelist():
+                if name.lower().endswith(".ogg"):
+                    target = dest / Path(name).name
+                    if not target.exists():
+                        dest.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(z.read(name))
+                    out.append(target)
+    return sorted(out)
 
 
 def convert_debian(out_dir: str | Path, fetch: bool = False, cache_dir: str | Path | None = None,

@@ -30,7 +30,7 @@ BAILANDO_FPS = 60.0
 BAILANDO_SMOOTH_FRAMES = 5.0
 
 
-def _check(joints: np.ndarray, fps: float, min_frames: int = 3) -> np.ndarray:
+def check_joints(joints: np.ndarray, fps: float, min_frames: int = 3) -> np.ndarray:
     j = np.asarray(joints, dtype=np.float64)
     if j.ndim != 3 or j.shape[-1] != 3:
         raise MomuError(f"joints must be [T, J, 3], got shape {j.shape}")
@@ -45,7 +45,7 @@ def _check(joints: np.ndarray, fps: float, min_frames: int = 3) -> np.ndarray:
 
 def velocities(joints: np.ndarray, fps: float) -> np.ndarray:
     """Backward-difference joint velocities (T, J, 3) in m/s; v(0) = 0."""
-    j = _check(joints, fps, 2)
+    j = check_joints(joints, fps, 2)
     v = np.zeros_like(j)  # (T, J, 3)
     v[1:] = (j[1:] - j[:-1]) * fps
     return v
@@ -104,7 +104,7 @@ def flux_beats(joints: np.ndarray, fps: float, n_bins: int = 8, min_interval_s: 
 
 def mean_joint_speed(joints: np.ndarray, fps: float) -> np.ndarray:
     """Mean joint speed (T - 1,) in m/s between consecutive frames (Bailando's kinetic velocity)."""
-    j = _check(joints, fps, 2)
+    j = check_joints(joints, fps, 2)
     return np.linalg.norm(j[1:] - j[:-1], axis=-1).mean(-1) * fps  # (T - 1,)
 
 
@@ -129,7 +129,7 @@ def feet_speed(joints: np.ndarray, fps: float) -> np.ndarray:
     """Mean speed (T,) of the canonical feet joints (ankles and toes), m/s; frame 0 copies frame 1."""
     from momu_live.models.skeleton import FEET
 
-    j = _check(joints, fps, 2)
+    j = check_joints(joints, fps, 2)
     if j.shape[1] <= max(FEET):
         raise MomuError(f"feet speed needs canonical joints (18), got {j.shape[1]}; map with skeleton.to_canonical")
     s = np.linalg.norm(j[1:, list(FEET)] - j[:-1, list(FEET)], axis=-1).mean(-1) * fps  # (T - 1,)
@@ -142,7 +142,7 @@ def pelvis_height(joints: np.ndarray, fps: float, highpass_s: float = 2.0) -> np
 
     from momu_live.models.skeleton import ROOT
 
-    j = _check(joints, fps, 2)
+    j = check_joints(joints, fps, 2)
     y = j[:, ROOT, 1]  # (T,)
     return y - uniform_filter1d(y, size=max(1, int(round(highpass_s * fps))), mode="nearest")
 

@@ -213,9 +213,9 @@ def kinetic_features(joints: np.ndarray, fps: float, up_axis: int = 1, window: i
     KE = mean_i |v_h|^2, vertical = mean_i v_y^2, expenditure = mean_i |mean acceleration|; sums are
     divided by T (not T - 1), as the original does.  Positions are first resampled to 60 fps.
     """
-    from momu_live.models.kinematics import _check
+    from momu_live.models.kinematics import check_joints
 
-    j = _check(joints, fps, 3)
+    j = check_joints(joints, fps, 3)
     if resample_to:
         j, fps = _resample_joints(j, fps, resample_to), resample_to
     T = j.shape[0]
@@ -350,7 +350,9 @@ def score_pair(motion, wav: np.ndarray, sr: int, genre: str | None = None, music
         "crop": crop, "fps": m.fps, "sample_rate": sr, "genre": genre or "",
         "music": {"tempo_bpm": mus.tempo, "n_beats": int(len(mus.beats)),
                   "beat_track_start_bpm": mus.params.get("beat_track", {}).get("start_bpm"),
-                  "n_onsets": {k: int(len(v)) for k, v in mus.onsets.items()}},
+                  "n_onsets": {k: int(len(v)) for k, v in mus.onsets.items()},
+                  "beats": mus.beats.tolist(), "params": mus.params},
+        "motion_beats": {"flux_beats": mot["flux_beats"].tolist(), "speed_minima": mot["speed_minima"].tolist()},
         "motion": {"n_flux_beats": int(len(mot["flux_beats"])), "n_speed_minima": int(len(mot["speed_minima"]))},
         **score_rhythms(mus, mot, m.fps, dur, genre),
         "kinetic_features": kinetic_features(joints, m.fps).tolist(),

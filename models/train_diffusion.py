@@ -210,6 +210,8 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
     bar = tqdm(total=cfg.steps, initial=step, desc="dit", disable=not progress)
     run_loss = None
 
+    best = min((r["val_loss"] for r in log if "val_loss" in r), default=float("inf"))
+
     def save_all(final: bool = False):
         smeta = {"step": step, "train_config": config_to_dict(cfg), "log": log[-200:], "rng": g.get_state().tolist()}
         tens = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -220,8 +222,14 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
         vl = log[-1].get("val_loss") if log else None
         import copy
 
-        save_checkpoint(out / "dit", copy.deepcopy(ema).half(), dcfg, FAMILY, {"step": step, "train_config": config_to_dict(cfg),
-                                                         "val_loss": vl, "objective": "rectified_flow_v", "dtype": "float16", **(meta or {})})
+        nonlocal best
+        ck_meta = {"step": step, "train_config": config_to_dict(cfg), "val_loss": vl, "objective": "rectified_flow_v",
+                   "dtype": "float16", **(meta or {})}
+        save_checkpoint(out / "dit_last", copy.deepcopy(ema).half(), dcfg, FAMILY, ck_meta)
+        if vl is None or vl <= best or not (out / "dit.json").exists():
+            # OUT/dit = the EMA weights with the best validation loss so far (small data overfits early)
+            best = vl if vl is not None else best
+            save_checkpoint(out / "dit", copy.deepcopy(ema).half(), dcfg, FAMILY, ck_meta)
         (out / "log.json").write_text(json.dumps(log, indent=0))
 
     model.train()
@@ -257,7 +265,8 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
                 ema.eval()
                 rec["val_loss"] = val_loss(ema, val_s)
             log.append(rec)
-        if step % cfg.ckpt_every == 0 or last or timeout:
+        improved = bool(log) and log[-1]["step"] == step and log[-1].get("val_loss", float("inf")) < best
+        if step % cfg.ckpt_every == 0 or last or timeout or improved:
             save_all()
         if timeout:
             break

@@ -216,14 +216,15 @@ def _whole(d: PackedDance, device):
 
 @torch.no_grad()
 def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: int = 8, clip_hop: int = 8,
-             vocoder=None) -> dict:
+             vocoder=None, candidates: int = 32, seed: int = 0) -> dict:
     """Validation figures on whole dances (posterior means, no sampling).
 
     mel_l1: mean |log-mel - reconstruction|; mel_l1_vocoded: the same between the original audio's
     log-mel and the log-mel of the vocoded reconstruction (needs ``vocoder(mel (1,80,N)) -> wav``);
     mpjpe_mm: mean joint error of root-relative joints; bone_error_mm: mean |bone length error|;
-    retrieval: each motion clip (``clip_len`` latent frames every ``clip_hop``) against the music
-    clips of all validation dances and times (max-pooled posterior means, cosine).
+    retrieval: each motion clip (``clip_len`` latent frames every ``clip_hop``) against its own music
+    clip and ``candidates - 1`` music clips drawn at random (seeded) from all other times and dances
+    (max-pooled posterior means, centred, cosine); ``*_all`` keys rank against every clip.
     """
     vae.eval()
     mel_err, voc_err, n_mel, joint_err, bone_err, n_j = 0.0, 0.0, 0, 0.0, 0.0, 0
@@ -259,9 +260,22 @@ def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: i
     out = {"mel_l1": mel_err / max(n_mel, 1), "mel_l1_vocoded": (voc_err / n_mel) if vocoder is not None else None,
            "mpjpe_mm": 1000 * joint_err / max(n_j, 1), "bone_error_mm": 1000 * bone_err / max(n_j, 1)}
     za, zm = torch.cat(pa), torch.cat(pm)  # (N, C)
-    ranks = retrieval_ranks(za, zm)
+    N = len(za)
+    ranks_all = retrieval_ranks(za, zm)  # (N,)
+    K = min(candidates, N)
+    za_c = torch.nn.functional.normalize(za - za.mean(0, keepdim=True), dim=-1)
+    zm_c = torch.nn.functional.normalize(zm - zm.mean(0, keepdim=True), dim=-1)
+    sim = zm_c @ za_c.t()  # (N, N) motion i vs music j
+    g = torch.Generator().manual_seed(seed)
+    ranks = torch.empty(N, dtype=torch.long)
+    for i in range(N):
+        others = torch.randperm(N - 1, generator=g)[: K - 1]
+        others = others + (others >= i).long()  # skip i
+        ranks[i] = (sim[i, others.to(sim.device)] > sim[i, i]).sum().cpu()
     out.update({"retrieval_top1": (ranks < 1).float().mean().item(), "retrieval_top5": (ranks < 5).float().mean().item(),
-                "candidates": int(len(ranks)), "chance_top1": 1.0 / len(ranks), "chance_top5": min(1.0, 5.0 / len(ranks))})
+                "candidates": int(K), "chance_top1": 1.0 / K, "chance_top5": min(1.0, 5.0 / K), "clips": int(N),
+                "retrieval_top1_all": (ranks_all < 1).float().mean().item(),
+                "retrieval_top5_all": (ranks_all < 5).float().mean().item()})
     return out
 
 
@@ -303,7 +317,7 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * rank)
 
     state_path = out / "train_state"
-    start_step, log = 0, []
+    start_step, log, history = 0, [], []
     if resume and (out / "train_state.json").exists():
         st_doc = read_checkpoint_json(state_path, "vae_train_state")
         saved = st_doc["meta"]
@@ -314,9 +328,13 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
         vae = build_vae(vae_cfg)
         load_into(vae, load_state(out / "vae"), str(out / "vae.safetensors"))
         start_step = saved["step"]
+        history = read_checkpoint_json(out / "vae", "vae")["meta"].get("history", [])
         log = json.loads((out / "log.json").read_text()) if (out / "log.json").exists() else []
     elif init is not None:
         doc = read_checkpoint_json(init, "vae")
+        m0 = doc.get("meta", {})
+        history = m0.get("history", []) + ([{"stage": m0["stage"], "step": m0.get("step"), "train_config": m0.get("train_config"),
+                                              "init": str(init)}] if "stage" in m0 else [])
         vae = build_vae(doc["config"])
         load_into(vae, load_state(init), str(init))
     else:
@@ -344,7 +362,9 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
         gen.manual_seed(cfg.seed + 7919 * start_step + rank)
     train_mod = step_mod
     if ws > 1:
-        train_mod = nn.parallel.DistributedDataParallel(step_mod, device_ids=[device] if device.startswith("cuda") else None)
+        # stage 1 leaves the (trainable) motion VAE unused
+        train_mod = nn.parallel.DistributedDataParallel(step_mod, device_ids=[device] if device.startswith("cuda") else None,
+                                                        find_unused_parameters=cfg.stage == 1)
         if disc is not None:
             disc = nn.parallel.DistributedDataParallel(disc, device_ids=[device] if device.startswith("cuda") else None)
     sampler = CropSampler(train_dances, cfg.clip_latent, cfg.tempo_warp, cfg.seed + 7919 * start_step + rank)
@@ -356,7 +376,7 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
         stats = latent_stats(vae, train_dances, device)
         vae.set_latent_stats(stats)
         meta = {"latent_stats": stats, "stage": cfg.stage, "step": step, "train_config": asdict(cfg),
-                "validation": figures, "timebase": {"mel_rate": str(TB.mel_rate), "motion_rate": str(TB.motion_rate),
+                "validation": figures, "history": history, "timebase": {"mel_rate": str(TB.mel_rate), "motion_rate": str(TB.motion_rate),
                                                     "latent_rate": str(TB.latent_rate)}}
         save_checkpoint(out / "vae", vae, vae.cfg, "vae", meta)
         tens, om = _opt_tensors(opt, "opt")

@@ -12,7 +12,7 @@ import pytest
 
 from momu_live.models.audio import save_wav
 from momu_live.models.beats import click_track
-from momu_live.models.motion import Motion, synthetic_dance
+from momu_live.models.motion import synthetic_dance
 from momu_live.models.skeleton import JOINT_INDEX
 
 SR = 22050
@@ -133,3 +133,12 @@ def test_eval_dataset_bad_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     r = momu("eval", "dataset", "--data", str(tmp_path / "empty"))
     assert r.returncode == 2 and "index.csv" in r.stderr
+
+
+def test_derangement_has_no_fixed_points_and_is_deterministic():
+    from momu_live.commands.eval_dataset import derangement
+
+    for n in (2, 3, 7, 35):
+        p = derangement(n, seed=0)
+        assert sorted(p) == list(range(n)) and all(p[i] != i for i in range(n))
+        assert p == derangement(n, seed=0)

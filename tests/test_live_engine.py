@@ -174,7 +174,7 @@ def test_malformed_osc_flood_does_not_stop_the_stream():
     engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=2.0), OscPoseSource(), make_backend("beats"),
                         make_output(None, "127.0.0.1", mon.port), control=control)
     stop = threading.Event()
-    runner = threading.Thread(target=engine.run, kwargs={"duration": 14.0})
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 12.0})
     sender = threading.Thread(target=_dance_sender, args=(control.port, stop))
     runner.start()
     sender.start()

@@ -178,3 +178,25 @@ def test_music_analysis_reports_settings(clicks):
     assert abs(r.tempo - 120) < 3
     assert r.params["onset_presets"]["loris"]["delta"] == 0.2
     assert r.to_json()["tempo_bpm"] == r.tempo
+
+
+def test_clip_analysis_matches_whole_track(clicks):
+    from momu_live.models.beats import analyse_music_clips
+
+    windows = [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
+    whole, clips = analyse_music_clips(clicks["120"], SR, windows)
+    for (a, b), c in zip(windows, clips):
+        inside = whole.beats[(whole.beats >= a) & (whole.beats < b)] - a
+        assert np.allclose(c.beats, inside) and c.duration == b - a
+        # per-clip peak picking finds the same clicks as the whole-track pass (within half a hop)
+        w_on = whole.onsets["loris"][(whole.onsets["loris"] >= a + 0.1) & (whole.onsets["loris"] < b - 0.1)] - a
+        c_on = c.onsets["loris"][(c.onsets["loris"] >= 0.1) & (c.onsets["loris"] < b - a - 0.1)]
+        assert len(w_on) == len(c_on) and np.allclose(w_on, c_on, atol=256 / SR + 1e-9)
+
+
+def test_genre_tempo_prior():
+    from momu_live.models.beats import DEFAULT_BEATS, beat_params_for
+
+    assert beat_params_for(None).start_bpm == 120.0 == DEFAULT_BEATS.start_bpm
+    assert beat_params_for("waltz").start_bpm == 87.0 and beat_params_for("Waltz", use_prior=False) == DEFAULT_BEATS
+    assert beat_params_for("polka") == DEFAULT_BEATS

@@ -452,3 +452,29 @@ def test_router_records_audio_blocks(tmp_path):
     r.close()
     y, sr = sf.read(wav, dtype="float32")
     assert sr == 22050 and np.array_equal(y, x)
+
+
+def test_osc_server_keeps_a_30fps_stream_through_a_5k_msg_per_s_flood():
+    poses = []
+    srv = OscServer("127.0.0.1", 0, lambda a, args, src: poses.append(args[1]) if a == "/momu/pose/frame" else None,
+                    queue_size=1024)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    frame = grammar.pose_frame_messages(_pose())[0]
+    try:
+        t0 = time.monotonic()
+        sent_frames, flood = 0, 0
+        while (now := time.monotonic()) - t0 < 1.5:
+            while flood < (now - t0) * 5000:  # 5k unknown messages per second
+                tx.sendto(encode_message("/flood/x", [flood, "junk"]), ("127.0.0.1", srv.port))
+                flood += 1
+            if sent_frames < (now - t0) * 30:
+                tx.sendto(encode_message(frame[0], [0, sent_frames, *frame[1][2:]]), ("127.0.0.1", srv.port))
+                sent_frames += 1
+            time.sleep(0.0005)
+        time.sleep(0.3)
+        assert flood >= 7000 and srv.messages >= 0.9 * (flood + sent_frames)
+        assert len(poses) >= 0.95 * sent_frames and poses == sorted(poses)
+        assert srv.qsize() <= 1024
+    finally:
+        srv.close()
+        tx.close()

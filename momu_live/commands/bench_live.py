@@ -58,9 +58,18 @@ def run(args) -> int:
     if args.seconds <= args.warmup:
         raise MomuError("--seconds must be longer than --warmup")
     source = make_source(spec, realtime=True, fps=args.fps, loop=True)
-    mon = OscMonitor(keep=False)
+    box: dict = {}
+
+    def on_pose(frame, arrival):  # capture -> received by a real UDP peer (router thread + socket included)
+        eng = box.get("engine")
+        w = eng.capture_wall(frame) if eng is not None else None
+        if w is not None:
+            eng.stats.add("e2e_wire", (arrival - w) * 1000.0)
+
+    mon = OscMonitor(keep=False, on_pose=on_pose)
     engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode),
                         make_output(None, "127.0.0.1", mon.port))
+    box["engine"] = engine
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.monotonic()
     engine.run(duration=args.seconds)

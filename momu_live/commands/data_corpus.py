@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-music21", action="store_true", help="skip the music21 rendering")
     p.add_argument("--debian", action="store_true", help="convert nexuiz-music / singularity-music if installed")
     p.add_argument("--fetch-debian", action="store_true", help="apt-get download + unpack them when not installed")
+    p.add_argument("--debian-cache", default=None, help="folder for the downloaded .debs (reused when present)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -31,7 +32,7 @@ def run(args) -> int:
     if not args.no_music21:
         entries += render_music21(args.out, args.tunes or None, args.variants, args.seed, progress=not args.no_progress)
     if args.debian or args.fetch_debian:
-        found = convert_debian(args.out, fetch=args.fetch_debian, progress=not args.no_progress)
+        found = convert_debian(args.out, fetch=args.fetch_debian, cache_dir=args.debian_cache, progress=not args.no_progress)
         if not found:
             print("no Debian music packages installed (pass --fetch-debian to download them)")
         entries += found

@@ -282,8 +282,8 @@ def _plot(out, pair, gt_music, sh_music, sh_name: str, S: float):
     fig, ax = plt.subplots(4, 1, figsize=(12, 8), sharex=True)
     ta = np.arange(len(wav)) / pair.sample_rate
     ax[0].plot(ta, wav, lw=0.3, color="0.5")
-    ax[0].vlines(gt_music.onsets["loris"], -1, 1, color="tab:orange", lw=0.8, label="onsets (LORIS)")
-    ax[0].vlines(gt_music.beats, -1, 1, color="tab:red", lw=1.6, label="beats (beat_track)")
+    ax[0].vlines(gt_music.onsets["loris"], -1, 0, color="tab:orange", lw=1.2, label="onsets (LORIS preset)")
+    ax[0].vlines(gt_music.beats, 0, 1, color="tab:red", lw=1.6, label="beats (beat_track)")
     ax[0].set_ylabel("music")
     ax[0].legend(loc="upper right", fontsize=7)
     ax[1].plot(t, q / max(q.max(), 1e-9), color="tab:blue", lw=1)

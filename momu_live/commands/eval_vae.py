@@ -7,13 +7,15 @@ def register(subparsers) -> None:
         "vae", help="evaluate a BiCoR-VAE: mel L1 (+ vocoded), MPJPE, bone error, cross-modal retrieval, throughput",
         description="Scores a BiCoR-VAE on the validation dances of a DwM-format folder or a pack (all dances when "
                     "the folder has none of the fixed validation dances). Retrieval: every motion clip (8 latent "
-                    "frames = 0.74 s, hop 8) against the music clips of all evaluated dances and times.",
+                    "frames = 0.74 s, hop 8) against its music clip and 31 others drawn from other times and dances of the "
+                    "evaluated dances (_all keys: against every clip).",
     )
     p.add_argument("--data", required=True, help="DwM-format folder or pack")
     p.add_argument("--weights", default=None, help="checkpoint (default models/weights/vae.safetensors)")
     p.add_argument("--split", choices=("val", "train", "all"), default="val")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (throughput is measured with these)")
+    p.add_argument("--candidates", type=int, default=32, help="music clips per motion clip in retrieval (>= 32)")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the throughput test")
     p.add_argument("--no-vocoder", action="store_true", help="skip mel_l1_vocoded")
     p.add_argument("--plot", default=None, help="write a PNG: original vs reconstructed mel and joint trajectories")
@@ -69,7 +71,7 @@ def run(args) -> int:
     if not dances:
         raise MomuError(f"no dances in {args.data}")
     vocoder, reason = (None, "--no-vocoder") if args.no_vocoder else load_vocoder_fn(args.device)
-    res = evaluate(vae, dances, args.device, vocoder=vocoder)
+    res = evaluate(vae, dances, args.device, vocoder=vocoder, candidates=args.candidates)
     if vocoder is None:
         res["mel_l1_vocoded_reason"] = reason
     res["dances"] = [d.name for d in dances]
@@ -82,10 +84,13 @@ def run(args) -> int:
     with torch.no_grad():
         feats = motion_features_torch(joints)
         vae.decode_music(vae.encode_music(mel[..., :64])[0])  # warm-up
-        t0 = time.perf_counter()
-        vae.decode_music(vae.encode_music(mel)[0])
-        vae.decode_motion(vae.encode_motion(feats)[0])
-        dt = time.perf_counter() - t0
+        times = []
+        for _ in range(3):  # best of 3: the figure is the model's speed, not the machine's load
+            t0 = time.perf_counter()
+            vae.decode_music(vae.encode_music(mel)[0])
+            vae.decode_motion(vae.encode_motion(feats)[0])
+            times.append(time.perf_counter() - t0)
+        dt = min(times)
     res["throughput_x_realtime"] = args.seconds / dt
     res["throughput_seconds"] = args.seconds
     res["threads"] = args.threads

@@ -63,22 +63,30 @@ def run(args) -> int:
     if mode in ("motion2music", "beats") and source.kind == "audio":
         log.info("%s on an audio source: tempo and beats come from the music", mode)
     backend = make_backend(mode, args.model)
-    sinks = [make_output(args.preset, args.osc_host, args.osc_port,
-                         {"audio_device": args.audio_out, "midi_port": args.midi_out})]
-    link = None
-    if args.link:
-        from momu_live.live.clock import LinkSync
+    control = ControlServer(args.listen, args.control_port)  # fails early (port taken) before devices open
+    opened: list = [control]
+    try:
+        sinks = [make_output(args.preset, args.osc_host, args.osc_port,
+                             {"audio_device": args.audio_out, "midi_port": args.midi_out})]
+        opened.append(sinks[0])
+        link = None
+        if args.link:
+            from momu_live.live.clock import LinkSync
 
-        link = LinkSync()
-    recorder = None
-    if args.record:
-        from momu_live.live.recorder import Recorder
+            link = LinkSync()
+            opened.append(link)
+        if args.print_status:
+            sinks.append(_StatusPrinter())
+        recorder = None
+        if args.record:
+            from momu_live.live.recorder import Recorder
 
-        recorder = Recorder(args.record, 22050, {"mode": mode, "source": args.source, "preset": args.preset,
-                                                  "backend": backend.info.label})
-    if args.print_status:
-        sinks.append(_StatusPrinter())
-    control = ControlServer(args.listen, args.control_port)
+            recorder = Recorder(args.record, 22050, {"mode": mode, "source": args.source, "preset": args.preset,
+                                                      "backend": backend.info.label})
+    except BaseException:
+        for o in reversed(opened):
+            o.close()
+        raise
     cfg = EngineConfig(mode=mode, window_s=args.window, hop_s=args.hop, heartbeat_hz=args.heartbeat_hz,
                        realtime=not args.fast)
     engine = LiveEngine(cfg, source, backend, Outputs(sinks), recorder, control, link)

@@ -39,7 +39,7 @@ from momu_live.live.tempo import TempoConfig, TempoTracker
 from momu_live.models.skeleton import CANONICAL_JOINTS
 
 log = logging.getLogger(__name__)
-STAGES = ("capture", "pose", "tempo", "window", "model", "decode", "send", "e2e", "e2e_gen")
+STAGES = ("capture", "pose", "tempo", "window", "model", "decode", "send", "e2e", "e2e_gen", "e2e_wire")
 
 
 @dataclass
@@ -60,17 +60,18 @@ class EngineConfig:
 
 
 class LatencyStats:
-    """Per-stage latency samples (ms): recent medians for the heartbeat, compact history for benchmarks.
+    """Per-stage latency samples (ms): recent medians for the heartbeat, a fixed ring for benchmarks.
 
-    The history is two ``array('d')`` per stage (16 bytes a sample), halved when it reaches ``keep``
-    samples, so a long run stays flat in memory.
+    Each stage's history is a preallocated ring of ``keep`` (wall, ms) pairs (pages touched up front),
+    so memory is flat from the first frame however long the engine runs; ``summary`` covers the
+    last ``keep`` samples of each stage (20 min of 30 fps frames by default).
     """
 
-    def __init__(self, keep: int = 400_000):
+    def __init__(self, keep: int = 36_000):
         self.recent = {s: deque(maxlen=512) for s in STAGES}  # (wall, ms)
-        self._wall = {s: array("d") for s in STAGES}
-        self._ms = {s: array("d") for s in STAGES}
-        self.keep = keep
+        self.keep = int(keep)
+        self._ring = {s: np.full((self.keep, 2), np.nan) for s in STAGES}  # (keep, 2) wall, ms
+        self._n = dict.fromkeys(STAGES, 0)
         self._lock = threading.Lock()
 
     def add(self, stage: str, ms: float) -> None:
@@ -78,17 +79,15 @@ class LatencyStats:
             now = time.monotonic()
             self.recent[stage].append((now, ms))
             with self._lock:
-                w, m = self._wall[stage], self._ms[stage]
-                if len(w) >= self.keep:
-                    del w[: self.keep // 2]
-                    del m[: self.keep // 2]
-                w.append(now)
-                m.append(ms)
+                self._ring[stage][self._n[stage] % self.keep] = (now, ms)
+                self._n[stage] += 1
 
     def history(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
-        """(wall times, ms) of a stage's kept samples."""
+        """(wall times, ms) of a stage's kept samples, oldest first."""
         with self._lock:
-            return np.frombuffer(self._wall[stage], np.float64).copy(), np.frombuffer(self._ms[stage], np.float64).copy()
+            n, r = self._n[stage], self._ring[stage]
+            idx = np.arange(max(0, n - self.keep), n) % self.keep
+            return r[idx, 0].copy(), r[idx, 1].copy()
 
     def medians(self, horizon_s: float = 1.0) -> dict:
         now = time.monotonic()
@@ -152,12 +151,13 @@ class LiveEngine:
         self.last_beat: tuple[float, int] | None = None  # (time, index) of the last tracked beat
         self.beats_sent = 0
         self.frames_in = deque(maxlen=4096)  # wall times of input frames (fps)
+        self._frame_walls = np.full((4096, 2), np.nan)  # ring: (frame index, capture wall) of primary pose frames
         self.no_person = False
         self._reports: deque = deque(maxlen=8)  # (wall, message)
         self.stop_reason = ""
         self._gen_frame = itertools.count()
         self.status_count = 0
-        self.rss: list[tuple[float, float]] = []  # (stream time, MiB) once per heartbeat
+        self.rss: deque = deque(maxlen=86_400)  # (stream time, MiB) once per heartbeat
         self._primary_person = 0
         self.controls: dict = {}
         self._pending_mode: str | None = None
@@ -252,6 +252,7 @@ class LiveEngine:
         self.no_person = joints is None
         self.poses.append(it.t, joints, it.confidence)
         if joints is not None:
+            self._frame_walls[it.frame % len(self._frame_walls)] = (it.frame, it.wall)
             self._queue(PoseFrame(it.person, it.frame, it.t, self.poses_last(), CANONICAL_JOINTS,
                                   None if it.confidence is None else np.nan_to_num(np.asarray(it.confidence, np.float32))),
                         {"wall": it.wall})
@@ -261,6 +262,11 @@ class LiveEngine:
                 ticks = self.tracker.add_pose(joints, it.t)
             self.stats.add("tempo", (time.monotonic() - w0) * 1000.0)
             self._emit_ticks(ticks, "motion", it.wall)
+
+    def capture_wall(self, frame: int) -> float | None:
+        """Capture time (time.monotonic) of a recent primary pose frame, None when unknown/overwritten."""
+        f, w = self._frame_walls[int(frame) % len(self._frame_walls)]
+        return float(w) if f == frame else None
 
     def poses_last(self) -> np.ndarray:
         w = self.poses.window(self.poses.latest_time, math.inf)

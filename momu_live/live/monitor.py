@@ -24,7 +24,7 @@ def free_udp_port() -> int:
 class OscMonitor:
     """Collects every message arriving on a real UDP socket: ``messages`` = [(arrival monotonic, address, args)]."""
 
-    def __init__(self, port: int | None = None, keep: bool = True):
+    def __init__(self, port: int | None = None, keep: bool = True, on_pose=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self.sock.bind(("127.0.0.1", port or 0))
@@ -33,6 +33,7 @@ class OscMonitor:
         self.messages: list[tuple[float, str, list]] = []
         self.keep = keep  # False: only count per address (long benchmarks stay flat in memory)
         self.counts: dict[str, int] = {}
+        self.on_pose = on_pose  # f(frame index, arrival monotonic) for each /momu/pose/frame
         self.bad = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -45,6 +46,8 @@ class OscMonitor:
         else:
             m = OscMessage(d)
             self.counts[m.address] = self.counts.get(m.address, 0) + 1
+            if self.on_pose is not None and m.address == "/momu/pose/frame" and len(m.params) > 1:
+                self.on_pose(m.params[1], now)
             if self.keep:
                 self.messages.append((now, m.address, list(m.params)))
 
