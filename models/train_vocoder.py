@@ -3,8 +3,8 @@
 Loss (per random crop of ``segment`` mel frames; the model sees ``log_mel`` of the crop):
 - log-mel L1 between ``log_mel(generated)`` and ``log_mel(target)`` (HiFi-GAN eq. 5, weight 45),
 - multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN eq. 4-6): spectral convergence +
-  log-magnitude L1 at (n_fft, hop) = (512, 128), (1024, 256), (2048, 512),
-- optional distillation: L1 to the waveform of a teacher vocoder when the pack carries ``teacher/<name>``.
+  log-magnitude L1 at (n_fft, hop) = (512, 128), (1024, 256), (2048, 512).
+No adversarial loss and no distillation from HiFi-GAN yet (see README "Vocoder": known gaps).
 
 Data: an audio pack (``.npz`` with int16 arrays ``train/<name>`` and ``val/<name>`` at 22.05 kHz, written by
 ``pack_audio``) or a DwM-format folder (train/validation split of models/datasets.split_dwm).
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from momu_live import MomuError
 from momu_live.models.vocoder import FAMILY_FAST, SIZES
@@ -40,7 +39,6 @@ class TrainConfig:
     weight_decay: float = 0.01
     mel_weight: float = 45.0
     stft_weight: float = 2.5
-    teacher_weight: float = 0.0
     gain_min: float = 0.25  # random level augmentation (crop * U[gain_min, 1] / peak)
     val_every: int = 500
     ckpt_every: int = 1000

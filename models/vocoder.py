@@ -20,7 +20,7 @@ state, final=False)``; the concatenation of all chunks (the last call with ``fin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

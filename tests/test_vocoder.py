@@ -161,6 +161,7 @@ def test_weights_round_trip_and_corruption(tmp_path):
 # ------------------------------------------------------------------------------------------------ HiFi-GAN
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 def test_weight_norm_folding_matches_torch():
     conv = torch.nn.utils.weight_norm(torch.nn.ConvTranspose1d(8, 4, 16, 8, padding=4))
     conv.weight_g.data.uniform_(0.5, 2.0)

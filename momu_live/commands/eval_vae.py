@@ -18,36 +18,31 @@ def register(subparsers) -> None:
     p.add_argument("--candidates", type=int, default=32, help="music clips per motion clip in retrieval (>= 32)")
     p.add_argument("--seconds", type=float, default=60.0, help="length of the throughput test")
     p.add_argument("--no-vocoder", action="store_true", help="skip mel_l1_vocoded")
+    p.add_argument("--vocoder", default="hifigan", choices=("hifigan", "fast", "griffinlim"),
+                   help="vocoder for mel_l1_vocoded (default HiFi-GAN universal)")
+    p.add_argument("--vocode-seconds", type=float, default=20.0, help="vocode the first S seconds of each dance")
     p.add_argument("--plot", default=None, help="write a PNG: original vs reconstructed mel and joint trajectories")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
-def load_vocoder_fn(device):
-    """(callable mel (1, 80, N) -> wav, None) or (None, reason) from models/vocoder.py if present."""
-    import importlib
-
+def load_vocoder_fn(name: str, device):
+    """(callable mel (1, 80, N) -> wav, None) from models/vocoder.py, or (None, reason)."""
     try:
-        voc = importlib.import_module("momu_live.models.vocoder")
+        from momu_live.models.vocoder import load_vocoder
     except ModuleNotFoundError:
         return None, "models/vocoder.py not available in this checkout"
-    for name in ("load_vocoder", "load_hifigan", "load_pretrained"):
-        fn = getattr(voc, name, None)
-        if fn is None:
-            continue
-        try:
-            v = fn(device=device) if "device" in fn.__code__.co_varnames else fn()
-        except Exception as exc:  # weights missing etc.
-            return None, f"vocoder could not be loaded: {exc}"
-        import torch
+    try:
+        v = load_vocoder(name, device=device)
+    except Exception as exc:  # weights missing, no network for the first conversion, ...
+        return None, f"vocoder {name!r} could not be loaded: {exc}"
+    import torch
 
-        def call(mel):
-            with torch.no_grad():
-                out = v(mel) if callable(v) else v.vocode(mel)
-            return out[0] if isinstance(out, tuple) else out
+    def call(mel):
+        with torch.no_grad():
+            return v(mel)
 
-        return call, None
-    return None, "models/vocoder.py has no loader (load_vocoder) yet"
+    return call, None
 
 
 def run(args) -> int:
@@ -70,8 +65,12 @@ def run(args) -> int:
         dances = sel or dances  # a folder without validation dances: all of it
     if not dances:
         raise MomuError(f"no dances in {args.data}")
-    vocoder, reason = (None, "--no-vocoder") if args.no_vocoder else load_vocoder_fn(args.device)
-    res = evaluate(vae, dances, args.device, vocoder=vocoder, candidates=args.candidates)
+    vocoder, reason = (None, "--no-vocoder") if args.no_vocoder else load_vocoder_fn(args.vocoder, args.device)
+    from momu_live.models.timebase import DEFAULT_TIMEBASE, time_to_frame
+
+    res = evaluate(vae, dances, args.device, vocoder=vocoder, candidates=args.candidates,
+                   vocode_frames=max(8, time_to_frame(args.vocode_seconds, DEFAULT_TIMEBASE.mel_rate)))
+    res["vocoder"] = args.vocoder if vocoder is not None else None
     if vocoder is None:
         res["mel_l1_vocoded_reason"] = reason
     res["dances"] = [d.name for d in dances]

@@ -1,0 +1,214 @@
+"""``momu generate motion2music|music2motion|joint``: offline generation with the shipped models."""
+from __future__ import annotations
+
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def _common(p) -> None:
+    p.add_argument("--steps", type=int, default=4, help="sampling steps (1-8 rectified-flow Euler; >= 50 with --sampler ddpm)")
+    p.add_argument("--sampler", default="euler", help="euler (default, few-step), ddpm, ddim, heun, dpmpp_2m")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free / cross guidance weight (default 2)")
+    p.add_argument("--tc", type=float, default=0.5, help="joint: cross-guidance switch time Tc as a fraction of T")
+    p.add_argument("--seconds", type=float, default=None, help="length (joint: required; others: crop the input)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--weights", default=None, help="folder with dit/vae weights (default: shipped models/weights)")
+    p.add_argument("--vocoder", default="fast", help="fast (default), hifigan or griffinlim")
+    p.add_argument("--window", type=int, default=0, help="generate in live windows of N latent frames (0: one pass)")
+    p.add_argument("--overlap", type=int, default=8, help="window overlap (latent frames) with --window")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="generate music from motion, motion from music, or both",
+                              description="Generate with the MoMu diffusion model (BiCoR-VAE latents + DiT).")
+    sub = p.add_subparsers(dest="task", metavar="TASK")
+    a = sub.add_parser("motion2music", help="music for a dance (video or motion .npz)")
+    a.add_argument("--motion", required=True, help="dance video (pose extracted) or motion .npz")
+    a.add_argument("--out", required=True, help="output .wav")
+    a.add_argument("--mux", default=None, help="also write this .mp4: the input video (or a skeleton render) + the music")
+    _common(a)
+    a.set_defaults(func=run)
+    b = sub.add_parser("music2motion", help="a dance for a piece of music")
+    b.add_argument("--music", required=True, help="audio file")
+    b.add_argument("--out", required=True, help="output motion .npz")
+    b.add_argument("--render", default=None, help="also write a skeleton video with the music (.mp4)")
+    b.add_argument("--bvh", default=None, help="also export a BVH rig (Blender imports it)")
+    _common(b)
+    b.set_defaults(func=run)
+    c = sub.add_parser("joint", help="music and dance together from nothing")
+    c.add_argument("--out-dir", required=True, help="folder for music.wav, motion.npz, dance.mp4")
+    c.add_argument("--no-render", action="store_true", help="skip dance.mp4")
+    _common(c)
+    c.set_defaults(func=run)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _check_out(paths, force: bool) -> None:
+    from pathlib import Path
+
+    from momu_live import MomuError
+
+    for q in paths:
+        if q is not None and Path(q).exists() and not force:
+            raise MomuError(f"{q} exists; pass --force to overwrite it")
+
+
+def load_motion_input(path, seconds=None, progress: bool = True):
+    """A dance video (MediaPipe pose) or a motion .npz -> canonical joints at the model rate (T, 18, 3)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from momu_live import MomuError
+    from momu_live.models.motion import load_motion
+    from momu_live.models.skeleton import to_canonical
+    from momu_live.models.timebase import DEFAULT_TIMEBASE
+
+    p = Path(path)
+    if not p.exists():
+        raise MomuError(f"--motion {p} does not exist")
+    if p.suffix.lower() in VIDEO_EXT:
+        from momu_live.pose import extract_video
+
+        try:
+            m = extract_video(p, max_seconds=seconds, progress=progress)
+        except MomuError:
+            raise
+        except (IndexError, ValueError) as exc:  # no detected frame at all
+            raise MomuError(f"no person found in {p} ({exc}); use a video with one dancer in view") from None
+        if float(m.meta.get("detected_fraction", 1.0)) < 0.05:
+            raise MomuError(f"no person found in {p} (detected in {100 * m.meta['detected_fraction']:.0f}% of frames); "
+                            "use a video with one dancer in view")
+    elif p.suffix.lower() == ".npz":
+        m = load_motion(p)
+    else:
+        raise MomuError(f"--motion {p}: expected a video ({', '.join(sorted(VIDEO_EXT))}) or a motion .npz")
+    m = to_canonical(m).resample(float(DEFAULT_TIMEBASE.motion_rate))
+    j = m.joints
+    if seconds is not None:
+        j = j[: int(seconds * float(DEFAULT_TIMEBASE.motion_rate))]
+    if len(j) < 2 * DEFAULT_TIMEBASE.motion_per_latent:
+        raise MomuError(f"motion {p} is too short ({len(j)} frames at {float(DEFAULT_TIMEBASE.motion_rate):.2f} fps)")
+    return np.ascontiguousarray(j, np.float32)
+
+
+def run(args) -> int:
+    import json
+    import logging
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from momu_live import MomuError
+    from momu_live.models.generation import SamplerSpec
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
+    log = logging.getLogger("momu.generate")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        raise MomuError(f"--steps must be >= 1, got {args.steps}")
+    if args.seconds is not None and not (args.seconds > 0):
+        raise MomuError(f"--seconds must be positive, got {args.seconds}")
+    if args.window < 0 or args.overlap < 0:
+        raise MomuError("--window and --overlap must be >= 0")
+    if args.task == "motion2music":
+        _check_out([args.out, args.mux], args.force)
+    elif args.task == "music2motion":
+        _check_out([args.out, args.render, args.bvh], args.force)
+    else:
+        if args.seconds is None:
+            raise MomuError("joint generation needs --seconds S (a positive length)")
+        od = Path(args.out_dir)
+        _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
+    spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=2.0 if args.guidance is None else args.guidance,
+                       tc=args.tc)
+    spec.sigmas()  # validates sampler schedule / steps early
+    from momu_live.models.sampling import get_sampler
+
+    get_sampler(args.sampler)
+
+    from momu_live.models.pretrained import load_pipeline
+
+    pipe = load_pipeline(args.weights, args.device, vocoder=args.vocoder)
+    bar = tqdm(total=None, desc=f"{args.task} ({spec.sampler}, {spec.steps} steps)", disable=args.no_progress)
+
+    def cb(i, n):
+        bar.total = n
+        bar.update(1)
+
+    win = dict(window=args.window or None, overlap=args.overlap, callback=cb)
+    meta = {"task": args.task, "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": args.seed,
+            "window": args.window, "overlap": args.overlap, "vocoder": getattr(pipe.vocoder, "name", None)}
+    from momu_live.models.audio import save_wav
+    from momu_live.models.motion import Motion
+
+    fps = float(tb.motion_rate)
+    if args.task == "motion2music":
+        joints = load_motion_input(args.motion, args.seconds, progress=not args.no_progress)
+        res = pipe.motion2music(joints, args.seed, spec, **win)
+        bar.close()
+        wav = res["wav"].numpy()
+        save_wav(args.out, wav, tb.sample_rate, force=True)
+        print(f"music: {args.out} ({len(wav) / tb.sample_rate:.2f} s)")
+        if args.mux:
+            from momu_live.render import mux_audio, render_skeleton
+
+            src = Path(args.motion)
+            if src.suffix.lower() in VIDEO_EXT:
+                mux_audio(src, wav, tb.sample_rate, args.mux)
+            else:
+                render_skeleton(joints, tb.motion_rate, args.mux, wav, tb.sample_rate, progress=not args.no_progress)
+            print(f"video: {args.mux}")
+    elif args.task == "music2motion":
+        from momu_live.models.audio import load_audio
+
+        p = Path(args.music)
+        if not p.exists():
+            raise MomuError(f"--music {p} does not exist")
+        wav, sr = load_audio(p, tb.sample_rate)
+        if args.seconds is not None:
+            wav = wav[: int(args.seconds * sr)]
+        if wav.size == 0:
+            raise MomuError(f"--music {p} holds no audio samples; pass a non-empty audio file")
+        res = pipe.music2motion(wav, args.seed, spec, **win)
+        bar.close()
+        m = Motion(joints=res["joints"], fps=fps, meta={"source": "momu generate music2motion", **meta,
+                                                        "music": str(p)})
+        m.save(args.out)
+        print(f"motion: {args.out} ({m.n_frames} frames at {fps:.3f} fps)")
+        if args.render:
+            from momu_live.render import render_skeleton
+
+            render_skeleton(res["joints"], tb.motion_rate, args.render, wav[: len(res["joints"]) * 1024], sr,
+                            progress=not args.no_progress)
+            print(f"video: {args.render}")
+        if args.bvh:
+            from momu_live.models.bvh import export_bvh
+
+            export_bvh(m, args.bvh)
+            print(f"bvh: {args.bvh}")
+    else:
+        od = Path(args.out_dir)
+        od.mkdir(parents=True, exist_ok=True)
+        res = pipe.joint(args.seconds, args.seed, spec, **win)
+        bar.close()
+        wav = res["wav"].numpy()
+        save_wav(od / "music.wav", wav, tb.sample_rate, force=True)
+        m = Motion(joints=res["joints"], fps=fps, meta={"source": "momu generate joint", **meta})
+        m.save(od / "motion.npz")
+        (od / "generation.json").write_text(json.dumps(meta, indent=1))
+        print(f"music: {od / 'music.wav'}  motion: {od / 'motion.npz'}")
+        if not args.no_render:
+            from momu_live.render import render_skeleton
+
+            render_skeleton(res["joints"], tb.motion_rate, od / "dance.mp4", wav, tb.sample_rate,
+                            progress=not args.no_progress)
+            print(f"video: {od / 'dance.mp4'}")
+    log.debug("done: %s", meta)
+    return 0
