@@ -150,7 +150,7 @@ def debian_tracks(fetch: bool = False, cache_dir: str | Path | None = None) -> l
             root = cache / pkg
             if not root.exists():
                 subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
-            files = sorted(root.rglob("*.ogg")) + _unpack_pk3(sorted(root.rglob("*.pk3")), root / "pk3")
+            files = sorted(set(root.rglob("*.ogg")) | set(_unpack_pk3(sorted(root.rglob("*.pk3")), root / "pk3")))
         found += [(pkg, f) for f in sorted(files)]
     return found
 

@@ -117,38 +117,68 @@ class LatentSampler:
 
     # ---- live window stitching
     @staticmethod
-    def init_state(overlap: int = 8, seed: int = 0) -> dict:
-        return {"prev": None, "cond_tail": None, "index": 0, "overlap": int(overlap), "seed": int(seed), "frames": 0}
+    def init_state(overlap: int = 8, seed: int = 0, blend: int = 0) -> dict:
+        """``overlap``: emitted frames re-used as the inpainted prefix of the next window; ``blend``: frames held
+        back each window and cross-faded with their regeneration in the next window (adds ``blend`` latent
+        frames of latency, removes the jump at the prefix border)."""
+        return {"prev": None, "cond_tail": None, "pending": None, "index": 0, "overlap": int(overlap),
+                "blend": int(blend), "seed": int(seed), "frames": 0}
 
     @torch.no_grad()
     def step(self, task: str, cond_chunk: torch.Tensor | None, state: dict, spec: SamplerSpec = SamplerSpec(),
              n_frames: int | None = None, batch: int = 1) -> tuple[torch.Tensor, dict]:
-        """Next k latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition)."""
+        """Next latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition).
+
+        Window = [prefix (<= overlap emitted frames) | pending (<= blend held-back frames) | k new frames]; the
+        prefix is inpainted, the pending frames are cross-faded (weight of the old estimate falling linearly to
+        0), and all but the last ``blend`` frames are emitted, so the output lags the input by ``blend`` frames
+        (``flush`` returns the held-back ones at the end of a stream).
+        """
         k = cond_chunk.shape[-1] if cond_chunk is not None else int(n_frames or 0)
         if k < 1:
             raise MomuError("a window step needs at least one new latent frame")
-        O = state["overlap"]
-        prev = state["prev"]
+        O, Bd = state["overlap"], state["blend"]
+        prev, pend = state["prev"], state["pending"]
         P = 0 if prev is None else prev.shape[-1]
+        D = 0 if pend is None else pend.shape[-1]
         cond = None
         if task != "joint":
             cond_chunk = cond_chunk.to(self.device, torch.float32)
             tail = state["cond_tail"]
-            cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + k)
-        out = self.sample(task, P + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch)
-        new = out[..., P:]  # (rows, C, k)
-        keep = min(O, P + k)
+            cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + D + k)
+        out = self.sample(task, P + D + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch)
+        if D:
+            w = torch.arange(D, 0, -1, device=out.device, dtype=out.dtype) / (D + 1)  # (D,) old-estimate weight
+            out = out.clone()
+            out[..., P:P + D] = w * pend + (1 - w) * out[..., P:P + D]
+        hold = min(Bd, D + k)
+        body = out[..., : out.shape[-1] - hold]  # everything final so far: prefix + emitted frames
+        new = body[..., P:]  # (rows, C, D + k - hold)
         st = dict(state)
-        st["prev"] = out[..., out.shape[-1] - keep:] if O > 0 else None
-        st["cond_tail"] = cond[..., cond.shape[-1] - keep:] if (cond is not None and O > 0) else None
+        keep = min(O, body.shape[-1])
+        st["prev"] = body[..., body.shape[-1] - keep:] if keep > 0 else None
+        st["pending"] = out[..., out.shape[-1] - hold:] if hold > 0 else None
+        if cond is not None:
+            st["cond_tail"] = cond[..., cond.shape[-1] - keep - hold:] if keep + hold > 0 else None
         st["index"] = state["index"] + 1
-        st["frames"] = state["frames"] + k
+        st["frames"] = state["frames"] + new.shape[-1]
         return new, st
 
+    @staticmethod
+    def flush(state: dict) -> tuple[torch.Tensor | None, dict]:
+        """The frames still held back for cross-fading (end of a stream)."""
+        st = dict(state)
+        pend = state["pending"]
+        st["pending"] = None
+        if pend is not None:
+            st["frames"] = state["frames"] + pend.shape[-1]
+        return pend, st
+
     def windows(self, task: str, cond: torch.Tensor | None, length: int, window: int, overlap: int, seed: int = 0,
-                spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None) -> torch.Tensor:
+                spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None,
+                blend: int = 0) -> torch.Tensor:
         """Offline window-stitched generation: exactly the live ``step`` loop over chunks of ``window`` frames."""
-        state = self.init_state(overlap, seed)
+        state = self.init_state(overlap, seed, blend)
         outs = []
         starts = list(range(0, length, window))
         for n, a in enumerate(starts):
@@ -158,6 +188,9 @@ class LatentSampler:
             outs.append(new)
             if callback is not None:
                 callback(n, len(starts))
+        rest, state = self.flush(state)
+        if rest is not None:
+            outs.append(rest)
         return torch.cat(outs, dim=-1)
 
 
@@ -225,28 +258,28 @@ class Pipeline:
         return features_to_joints(feats[0], self.tb.motion_rate)
 
     # ---- offline tasks
-    def _latents(self, task, cond, length, seed, spec, window, overlap, callback):
+    def _latents(self, task, cond, length, seed, spec, window, overlap, callback, blend=0):
         if window:
-            return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback)
+            return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback, blend=blend)
         return self.sampler.sample(task, length, cond, seed, spec, callback=callback)
 
     def motion2music(self, joints, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-                     overlap: int = 8, callback: Callable | None = None) -> dict:
+                     overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
         zc = self.encode_motion(joints)
-        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback)
+        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
         mel, wav = self.decode_music(z)
         return {"latents": z, "cond": zc, "mel": mel[0], "wav": None if wav is None else wav[0]}
 
     def music2motion(self, wav, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-                     overlap: int = 8, callback: Callable | None = None) -> dict:
+                     overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
         zc = self.encode_music(wav)
-        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback)
+        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
         return {"latents": z, "cond": zc, "joints": self.decode_motion(z)}
 
     def joint(self, seconds: float, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-              overlap: int = 8, callback: Callable | None = None) -> dict:
+              overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
         L = self.latent_frames(seconds)
-        z = self._latents("joint", None, L, seed, spec, window, overlap, callback)  # (2, C, L)
+        z = self._latents("joint", None, L, seed, spec, window, overlap, callback, blend)  # (2, C, L)
         mel, wav = self.decode_music(z[:1])
         return {"latents": z, "mel": mel[0], "wav": None if wav is None else wav[0], "joints": self.decode_motion(z[1:])}
 
@@ -263,10 +296,10 @@ class Pipeline:
         return L
 
     # ---- live steps (explicit state in/out)
-    def init_stream(self, task: str, overlap: int = 8, seed: int = 0) -> dict:
+    def init_stream(self, task: str, overlap: int = 8, seed: int = 0, blend: int = 0) -> dict:
         if task not in TASKS:
             raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
-        st = {"task": task, "latent": LatentSampler.init_state(overlap, seed), "enc": None, "dec": None,
+        st = {"task": task, "latent": LatentSampler.init_state(overlap, seed, blend), "enc": None, "dec": None,
               "last_feat": None, "last_root": None, "voc": None}
         if self.vocoder is not None and task != "music2motion":
             st["voc"] = self.vocoder.init_state(1)
@@ -288,6 +321,8 @@ class Pipeline:
         mu, _, st["enc"] = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
         z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec)
+        if z.shape[-1] == 0:  # everything held back for cross-fading (first window shorter than ``blend``)
+            return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0)}, st
         mel, st["dec"] = self.vae.decode_music_stream(self.vae.denormalize_latent(z, "music"), state["dec"])
         out = {"latents": z, "mel": mel[0], "wav": None}
         if self.vocoder is not None:
@@ -307,6 +342,8 @@ class Pipeline:
         mu, _, st["enc"] = self.vae.encode_music_stream(mel[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "music")
         z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec)
+        if z.shape[-1] == 0:
+            return {"latents": z, "joints": np.zeros((0, 18, 3), np.float32)}, st
         feats, st["dec"] = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state["dec"])
         joints, st["last_feat"], st["last_root"] = self._joints_continue(feats[0], state)
         return {"latents": z, "joints": joints}, st
@@ -327,6 +364,9 @@ class Pipeline:
         """Next ``n_latent`` frames of music and motion from nothing: {"latents", "mel", "wav", "joints"}."""
         st = dict(state)
         z, st["latent"] = self.sampler.step("joint", None, state["latent"], spec, n_frames=n_latent)
+        if z.shape[-1] == 0:
+            return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0),
+                    "joints": np.zeros((0, 18, 3), np.float32)}, st
         dec = state["dec"] or (None, None)
         mel, dm = self.vae.decode_music_stream(self.vae.denormalize_latent(z[:1], "music"), dec[0])
         feats, dmo = self.vae.decode_motion_stream(self.vae.denormalize_latent(z[1:], "motion"), dec[1])

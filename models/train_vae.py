@@ -221,7 +221,7 @@ def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: i
 
     mel_l1: mean |log-mel - reconstruction|; mel_l1_vocoded: the same between the original audio's
     log-mel and the log-mel of the vocoded reconstruction (needs ``vocoder(mel (1,80,N)) -> wav``),
-    over the first ``vocode_frames`` mel frames (20 s) of each dance; mel_l1_vocoder_floor: the
+    over the first ``vocode_frames`` mel frames of each dance; mel_l1_vocoder_floor: the
     vocoder's own error on the original mels (what a perfect VAE would score);
     mpjpe_mm: mean joint error of root-relative joints; bone_error_mm: mean |bone length error|;
     retrieval: each motion clip (``clip_len`` latent frames every ``clip_hop``) against its own music

@@ -309,3 +309,17 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     bar.close()
     checkpoint(log[-1] if log else None)
     return log[-1] if log else {}
+
+
+def export_weights(src: str | Path, dst: str | Path | None = None, note: str = "") -> Path:
+    """Copy a trained checkpoint to the shipped location (models/weights/vocoder_fast) with fp16 storage
+    (half the size; ``load_fast`` loads it back as float32)."""
+    from momu_live.models.builders import build_vocoder_fast
+    from momu_live.models.checkpoint import load_checkpoint, save_checkpoint
+    from momu_live.models.vocoder import FAST_WEIGHTS
+
+    model, doc = load_checkpoint(src, FAMILY_FAST, build_vocoder_fast)
+    meta = dict(doc.get("meta", {}), dtype="float16 storage (loaded as float32)", exported_from=str(src))
+    if note:
+        meta["trained_on"] = note
+    return save_checkpoint(dst or FAST_WEIGHTS, model.half(), model.cfg, FAMILY_FAST, meta)

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-vocoder", action="store_true", help="skip mel_l1_vocoded")
     p.add_argument("--vocoder", default="hifigan", choices=("hifigan", "fast", "griffinlim"),
                    help="vocoder for mel_l1_vocoded (default HiFi-GAN universal)")
-    p.add_argument("--vocode-seconds", type=float, default=20.0, help="vocode the first S seconds of each dance")
+    p.add_argument("--vocode-seconds", type=float, default=10.0, help="vocode the first S seconds of each dance")
     p.add_argument("--plot", default=None, help="write a PNG: original vs reconstructed mel and joint trajectories")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

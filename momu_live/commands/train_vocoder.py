@@ -10,7 +10,9 @@ def register(subparsers) -> None:
                     "models/weights/), OUT/train_state.*, OUT/log.json. --make-pack writes a compact int16 audio pack "
                     "from a DwM folder (for the GPU box) and exits.",
     )
-    p.add_argument("--data", required=True, help="an audio pack (.npz from --make-pack) or a DwM-format folder")
+    p.add_argument("--export", default=None, metavar="CKPT", help="write CKPT (e.g. runs/vocoder/vocoder_fast) as the shipped "
+                   "fp16 weights models/weights/vocoder_fast (or --out) and exit")
+    p.add_argument("--data", default=None, help="an audio pack (.npz from --make-pack) or a DwM-format folder")
     p.add_argument("--make-pack", default=None, metavar="OUT.npz", help="write an int16 audio pack from --data (DwM) and exit")
     p.add_argument("--seconds-per-dance", type=float, default=28.0, help="with --make-pack: seconds of each training dance")
     p.add_argument("--pack-offset", type=float, default=8.0, help="with --make-pack: start second within each dance")
@@ -43,6 +45,14 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.export:
+        from momu_live.models.train_vocoder import export_weights
+
+        dst = None if args.out == "runs/vocoder" else args.out
+        print(f"wrote {export_weights(args.export, dst)}")
+        return 0
+    if not args.data:
+        raise MomuError("--data is required (an audio pack from --make-pack or a DwM-format folder)")
     if args.make_pack:
         out = pack_dwm_audio(args.data, args.make_pack, seconds_per_dance=args.seconds_per_dance, offset_s=args.pack_offset, progress=not args.no_progress)
         print(f"wrote {out}")

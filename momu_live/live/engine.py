@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from array import array
 import logging
 import math
 import threading

@@ -1,0 +1,221 @@
+"""Generation pipelines end to end with debug models: three tasks, continuation, live steps, CLI errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from momu_live import MomuError
+from momu_live.models.builders import debug_dit, debug_vae
+from momu_live.models.generation import LatentSampler, Pipeline, SamplerSpec
+from momu_live.models.motion import synthetic_dance
+from momu_live.models.timebase import DEFAULT_TIMEBASE as TB
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _randomise(m, std=0.15, seed=0):
+    torch.manual_seed(seed)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=std)
+    return m.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    return Pipeline(debug_vae().eval(), _randomise(debug_dit(4)), None)
+
+
+def _wav(seconds, sr=22050):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-(t % 0.5) * 20)).astype(np.float32)
+
+
+def _joints(seconds):
+    return synthetic_dance(seconds, fps=float(TB.motion_rate)).joints
+
+
+def test_three_tasks_end_to_end(pipe):
+    spec = SamplerSpec(steps=3)
+    j = _joints(4.0)
+    r = pipe.motion2music(j, seed=1, spec=spec)
+    L = len(j) // 2
+    assert r["latents"].shape == (1, 4, L) and r["mel"].shape == (80, 8 * L) and torch.isfinite(r["mel"]).all()
+    r2 = pipe.music2motion(_wav(4.0), seed=1, spec=spec)
+    L2 = int(4.0 * 22050) // 256 // 8
+    assert r2["joints"].shape == (2 * L2, 18, 3) and np.isfinite(r2["joints"]).all()
+    r3 = pipe.joint(3.0, seed=1, spec=SamplerSpec(steps=4, tc=0.5))
+    L3 = pipe.latent_frames(3.0)
+    assert r3["latents"].shape == (2, 4, L3) and r3["mel"].shape == (80, 8 * L3) and r3["joints"].shape == (2 * L3, 18, 3)
+    # same seed -> same output; other seed -> different
+    again = pipe.motion2music(j, seed=1, spec=spec)
+    other = pipe.motion2music(j, seed=2, spec=spec)
+    assert torch.equal(again["latents"], r["latents"]) and not torch.allclose(other["latents"], r["latents"])
+
+
+def test_bad_inputs_are_clear_errors(pipe):
+    with pytest.raises(MomuError, match="positive"):
+        pipe.joint(0)
+    with pytest.raises(MomuError, match="positive"):
+        pipe.joint(-2)
+    with pytest.raises(MomuError, match="empty|short"):
+        pipe.music2motion(np.zeros(0, np.float32))
+    with pytest.raises(MomuError, match="silent"):
+        pipe.music2motion(np.zeros(22050, np.float32))
+    with pytest.raises(MomuError, match="too short"):
+        pipe.motion2music(_joints(4.0)[:1])
+
+
+def test_continuation_equals_one_pass_on_the_overlap(pipe):
+    s = pipe.sampler
+    spec = SamplerSpec(steps=4)
+    cond = torch.randn(1, 4, 40)
+    first = s.sample("motion2music", 24, cond[..., :24], seed=3, spec=spec)
+    O = 8
+    cont = s.sample("motion2music", 24, cond[..., 16:40], seed=4, spec=spec, prefix=first[..., 16:24])
+    assert torch.allclose(cont[..., :O], first[..., 16:24], atol=1e-4)
+    # joint continuation keeps both modalities' overlap
+    j1 = s.sample("joint", 20, None, seed=1, spec=spec)
+    j2 = s.sample("joint", 20, None, seed=2, spec=spec, prefix=j1[..., -6:])
+    assert torch.allclose(j2[..., :6], j1[..., -6:], atol=1e-4)
+
+
+def test_window_steps_chunked_equal_offline_windows(pipe):
+    s = pipe.sampler
+    spec = SamplerSpec(steps=2)
+    cond = torch.randn(1, 4, 37)
+    whole = s.windows("music2motion", cond, 37, window=10, overlap=4, seed=9, spec=spec)
+    st = LatentSampler.init_state(4, 9)
+    outs = []
+    for a in range(0, 37, 10):
+        new, st = s.step("music2motion", cond[..., a:a + 10], st, spec)
+        outs.append(new)
+    assert torch.equal(torch.cat(outs, -1), whole) and st["frames"] == 37 and st["index"] == 4
+
+
+def test_live_motion2music_step_matches_offline_windowed(pipe):
+    spec = SamplerSpec(steps=2)
+    j = _joints(6.0)
+    k = 8  # latent frames per live window
+    n = (len(j) // (2 * k)) * 2 * k
+    j = j[:n]
+    off = pipe.motion2music(j, seed=5, spec=spec, window=k, overlap=4)
+    st = pipe.init_stream("motion2music", overlap=4, seed=5)
+    lat, mels = [], []
+    for a in range(0, n, 2 * k):
+        out, st = pipe.motion2music_step(j[a:a + 2 * k], st, spec)
+        lat.append(out["latents"])
+        mels.append(out["mel"])
+    assert torch.allclose(torch.cat(lat, -1), off["latents"], atol=1e-5)
+    assert torch.allclose(torch.cat(mels, -1), off["mel"], atol=1e-4)
+
+
+def test_live_music2motion_and_joint_steps_continue_the_trajectory(pipe):
+    from momu_live.models.audio import log_mel
+
+    spec = SamplerSpec(steps=2)
+    mel = log_mel(torch.from_numpy(_wav(4.0)))
+    k = 5
+    n = mel.shape[-1] // (8 * k) * 8 * k
+    off = pipe.music2motion(_wav(4.0)[: n * 256], seed=2, spec=spec, window=k, overlap=3)
+    st = pipe.init_stream("music2motion", overlap=3, seed=2)
+    js = []
+    for a in range(0, n, 8 * k):
+        out, st = pipe.music2motion_step(mel[:, a:a + 8 * k], st, spec)
+        js.append(out["joints"])
+    assert np.allclose(np.concatenate(js), off["joints"], atol=1e-3)
+    st = pipe.init_stream("joint", overlap=3, seed=1)
+    offj = pipe.joint(4 * k / float(TB.latent_rate) + 1e-6, seed=1, spec=spec, window=k, overlap=3)
+    parts = []
+    for _ in range(4):
+        out, st = pipe.joint_step(k, st, spec)
+        parts.append(out["joints"])
+    assert np.allclose(np.concatenate(parts), offj["joints"], atol=1e-3)
+
+
+# ---- CLI (subprocess) with debug weights
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from momu_live.models.checkpoint import save_checkpoint
+    from momu_live.models.vae import SIZES as VAE_SIZES
+
+    d = tmp_path_factory.mktemp("w")
+    vae = debug_vae()
+    stats = {m: {"mean": [0.0] * 4, "std": [1.0] * 4} for m in ("music", "motion")}
+    save_checkpoint(d / "vae", vae, VAE_SIZES["debug"], "vae", {"latent_stats": stats})
+    dit = _randomise(debug_dit(4), std=0.05)
+    save_checkpoint(d / "dit", dit, dit.cfg, "dit", {})
+    return d
+
+
+def _momu(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "momu_live.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_cli_joint_and_music2motion(weights, tmp_path):
+    from momu_live.models.audio import save_wav
+    from momu_live.models.motion import load_motion
+
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", weights, "--steps", 2,
+              "--no-progress", "--threads", 1, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = load_motion(tmp_path / "j" / "motion.npz")
+    assert abs(m.fps - float(TB.motion_rate)) < 1e-6 and m.n_frames == 2 * int(2 * float(TB.latent_rate))
+    assert (tmp_path / "j" / "music.wav").stat().st_size > 40000 and (tmp_path / "j" / "dance.mp4").stat().st_size > 0
+    assert json.loads((tmp_path / "j" / "generation.json").read_text())["steps"] == 2
+    # outputs are never overwritten without --force
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", weights, cwd=tmp_path)
+    assert r.returncode == 2 and "--force" in r.stderr
+    save_wav(tmp_path / "in.wav", _wav(3.0), 22050)
+    r = _momu("generate", "music2motion", "--music", tmp_path / "in.wav", "--out", tmp_path / "m.npz", "--bvh",
+              tmp_path / "m.bvh", "--weights", weights, "--steps", 1, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert load_motion(tmp_path / "m.npz").n_frames > 0 and (tmp_path / "m.bvh").read_text().startswith("HIERARCHY")
+
+
+@pytest.mark.parametrize("seconds", ["0", "-3"])
+def test_cli_rejects_non_positive_seconds(weights, tmp_path, seconds):
+    r = _momu("generate", "joint", f"--seconds={seconds}", "--out-dir", tmp_path / "j", "--weights", weights, cwd=tmp_path)
+    assert r.returncode == 2 and "seconds must be positive" in r.stderr
+
+
+def test_cli_rejects_empty_audio_and_missing_files(weights, tmp_path):
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 22050)
+    r = _momu("generate", "music2motion", "--music", tmp_path / "empty.wav", "--out", tmp_path / "o.npz",
+              "--weights", weights, cwd=tmp_path)
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+    r = _momu("generate", "motion2music", "--motion", tmp_path / "nope.npz", "--out", tmp_path / "o.wav",
+              "--weights", weights, cwd=tmp_path)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_cli_rejects_a_video_with_no_person(weights, tmp_path):
+    import cv2
+
+    p = tmp_path / "empty.avi"
+    w = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for i in range(20):
+        w.write(np.full((120, 160, 3), 40 + i, np.uint8))
+    w.release()
+    r = _momu("generate", "motion2music", "--motion", p, "--out", tmp_path / "o.wav", "--weights", weights,
+              "--no-progress", cwd=tmp_path)
+    assert r.returncode == 2 and "no person" in r.stderr, r.stderr[-800:]
