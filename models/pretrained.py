@@ -50,8 +50,10 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
         p = wd / name
         return p if p.with_suffix(".json").exists() else WEIGHTS_DIR / name
 
-    vae = load_bicor_vae(pick("vae").with_suffix(".safetensors"), dev)
+    vae_path = pick("vae").with_suffix(".safetensors")
+    vae = load_bicor_vae(vae_path, dev)
     dit = load_dit(pick("dit"), dev)
+    _check_pair(pick("dit"), vae_path)
     voc = None
     if vocoder:
         from momu_live.models.vocoder import load_vocoder
@@ -64,3 +66,17 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
             log.warning("fast vocoder unavailable (%s); falling back to Griffin-Lim (audible phase artefacts)", exc)
             voc = load_vocoder("griffinlim", dev)
     return Pipeline(vae, dit, voc, dev)
+
+
+def _check_pair(dit_path: Path, vae_path: Path) -> None:
+    """Warn when the DiT was trained on latents of another VAE file (its JSON records the VAE's SHA-256)."""
+    import hashlib
+
+    from momu_live.models.checkpoint import read_checkpoint_json
+
+    want = read_checkpoint_json(dit_path, "dit").get("meta", {}).get("vae_sha256")
+    if want and vae_path.exists():
+        have = hashlib.sha256(vae_path.read_bytes()).hexdigest()
+        if have != want:
+            log.warning("%s was trained on latents of another VAE (sha256 %s..., loaded %s...); retrain it with "
+                        "`momu train diffusion` for best results", dit_path, want[:12], have[:12])

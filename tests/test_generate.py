@@ -95,17 +95,40 @@ def test_continuation_equals_one_pass_on_the_overlap(pipe):
     assert torch.allclose(j2[..., :6], j1[..., -6:], atol=1e-4)
 
 
-def test_window_steps_chunked_equal_offline_windows(pipe):
+@pytest.mark.parametrize("blend", [0, 3])
+def test_window_steps_chunked_equal_offline_windows(pipe, blend):
     s = pipe.sampler
     spec = SamplerSpec(steps=2)
     cond = torch.randn(1, 4, 37)
-    whole = s.windows("music2motion", cond, 37, window=10, overlap=4, seed=9, spec=spec)
-    st = LatentSampler.init_state(4, 9)
+    whole = s.windows("music2motion", cond, 37, window=10, overlap=4, seed=9, spec=spec, blend=blend)
+    assert whole.shape == (1, 4, 37)
+    st = LatentSampler.init_state(4, 9, blend)
     outs = []
     for a in range(0, 37, 10):
         new, st = s.step("music2motion", cond[..., a:a + 10], st, spec)
         outs.append(new)
+    assert outs[0].shape[-1] == 10 - blend  # the live output lags by ``blend`` frames
+    rest, st = LatentSampler.flush(st)
+    if blend:
+        outs.append(rest)
     assert torch.equal(torch.cat(outs, -1), whole) and st["frames"] == 37 and st["index"] == 4
+
+
+def test_cross_fade_blends_held_frames_with_their_regeneration(pipe):
+    """With blend, the frames after each inpainted prefix fade from the previous window's estimate to the new one."""
+    from momu_live.models.generation import window_seed
+
+    s = pipe.sampler
+    spec = SamplerSpec(steps=2)
+    st = LatentSampler.init_state(4, 1, 3)
+    first, st = s.step("joint", None, st, spec, n_frames=10)
+    held, prev = st["pending"].clone(), st["prev"].clone()
+    assert first.shape[-1] == 7 and held.shape[-1] == 3 and torch.equal(prev, first[..., -4:])
+    second, st = s.step("joint", None, st, spec, n_frames=10)
+    regen = s.sample("joint", 4 + 3 + 10, None, window_seed(1, 1), spec, prefix=prev)[..., 4:7]
+    w = torch.tensor([3, 2, 1]) / 4  # weight of the held estimate
+    assert torch.allclose(second[..., :3], w * held + (1 - w) * regen, atol=1e-5)
+    assert second.shape[-1] == 10 and st["frames"] == 17
 
 
 def test_live_motion2music_step_matches_offline_windowed(pipe):
@@ -114,15 +137,17 @@ def test_live_motion2music_step_matches_offline_windowed(pipe):
     k = 8  # latent frames per live window
     n = (len(j) // (2 * k)) * 2 * k
     j = j[:n]
-    off = pipe.motion2music(j, seed=5, spec=spec, window=k, overlap=4)
-    st = pipe.init_stream("motion2music", overlap=4, seed=5)
+    off = pipe.motion2music(j, seed=5, spec=spec, window=k, overlap=4, blend=2)
+    st = pipe.init_stream("motion2music", overlap=4, seed=5, blend=2)
     lat, mels = [], []
     for a in range(0, n, 2 * k):
         out, st = pipe.motion2music_step(j[a:a + 2 * k], st, spec)
         lat.append(out["latents"])
         mels.append(out["mel"])
-    assert torch.allclose(torch.cat(lat, -1), off["latents"], atol=1e-5)
-    assert torch.allclose(torch.cat(mels, -1), off["mel"], atol=1e-4)
+    live = torch.cat(lat, -1)
+    assert live.shape[-1] == n // 2 - 2  # all but the 2 held-back frames
+    assert torch.allclose(live, off["latents"][..., : live.shape[-1]], atol=1e-5)
+    assert torch.allclose(torch.cat(mels, -1), off["mel"][:, : 8 * live.shape[-1]], atol=1e-4)
 
 
 def test_live_music2motion_and_joint_steps_continue_the_trajectory(pipe):

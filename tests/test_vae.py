@@ -323,12 +323,13 @@ def test_cli_pack_train_eval(tmp_path, capsys):
                  "--batch", "2", "--clip", "8", "--val-every", "3", "--out", str(run), "--no-progress"]) == 0
     capsys.readouterr()
     assert momu(["eval", "vae", "--data", str(root), "--weights", str(run / "stage2" / "vae.safetensors"), "--json",
-                 "--seconds", "5", "--no-vocoder", "--plot", str(tmp_path / "e.png")]) == 0
+                 "--seconds", "5", "--vocoder", "griffinlim", "--vocode-seconds", "1", "--plot", str(tmp_path / "e.png")]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for k in ("mel_l1", "mel_l1_vocoded", "mpjpe_mm", "bone_error_mm", "retrieval_top1", "retrieval_top5", "candidates",
               "chance_top1", "throughput_x_realtime"):
         assert k in res
-    assert res["candidates"] == min(32, res["clips"]) and res["mel_l1_vocoded"] is None
+    assert res["candidates"] == min(32, res["clips"]) and res["vocoder"] == "griffinlim"
+    assert res["mel_l1_vocoded"] > 0 and res["mel_l1_vocoder_floor"] > 0
     assert (tmp_path / "e.png").stat().st_size > 1000
     assert momu(["eval", "vae", "--data", str(tmp_path / "nope"), "--json"]) == 2
 

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=2, help="timed runs per row (the median is reported)")
     p.add_argument("--window", type=int, default=11, help="live window: new latent frames per step (11 ~ 1 s)")
-    p.add_argument("--overlap", type=int, default=8, help="live window: prefix frames")
+    p.add_argument("--overlap", type=int, default=4, help="live window: inpainted prefix frames")
+    p.add_argument("--blend", type=int, default=4, help="live window: cross-faded frames")
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--weights", default=None, help="folder with vae/dit weights (default: shipped)")
     p.add_argument("--vocoder", default="fast", help="fast, hifigan or griffinlim")
@@ -127,7 +128,7 @@ def run(args) -> int:
             spec = SamplerSpec(spec.sampler, steps, None, args.guidance, spec.tc)
         for task in tasks:
             def live(task=task, spec=spec):
-                st = pipe.init_stream(task, O, 0)
+                st = pipe.init_stream(task, O, 0, args.blend)
                 n = 2 * k
                 # prime one window so the timed step has a full overlap prefix
                 if task == "motion2music":
@@ -145,7 +146,7 @@ def run(args) -> int:
                          "device": dev.type, "rtf": dt / win_s, "wall_s": dt})
         if "music2motion" in tasks:
             def first(spec=spec):
-                st = pipe.init_stream("music2motion", O, 0)
+                st = pipe.init_stream("music2motion", O, 0, args.blend)
                 return pipe.music2motion_step(mel[:, : 8 * k], st, spec)
 
             with torch.inference_mode():
@@ -154,7 +155,8 @@ def run(args) -> int:
                          "seconds": round(win_s, 3), "device": dev.type, "rtf": dt / win_s, "wall_s": dt})
     vocname = getattr(pipe.vocoder, "name", None)
     if args.json:
-        print(json.dumps({"rows": rows, "device_name": devname, "vocoder": vocname, "window": k, "overlap": O}))
+        print(json.dumps({"rows": rows, "device_name": devname, "vocoder": vocname, "window": k, "overlap": O,
+                          "blend": args.blend}))
         return 0
     print(f"generation real-time factors on {devname} (vocoder: {vocname}; RTF < 1 = faster than real time)")
     print(f"{'task':<26}{'steps':>6}{'sampler':>10}{'seconds':>9}{'wall s':>10}{'RTF':>9}")

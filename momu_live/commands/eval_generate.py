@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
     p.add_argument("--long", type=float, default=120.0, help="seconds for the seam test (0: skip)")
     p.add_argument("--window", type=int, default=11, help="seam test window (latent frames)")
-    p.add_argument("--overlap", type=int, default=8)
+    p.add_argument("--overlap", type=int, default=4)
+    p.add_argument("--blend", type=int, default=4, help="seam test: cross-faded frames per window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None)
     p.add_argument("--device", default="cpu")
@@ -182,22 +183,24 @@ def run(args) -> int:
     if args.long > 0:
         spec = SamplerSpec(steps=4, guidance=args.guidance)
         L = pipe.latent_frames(args.long)
-        borders_lat = list(range(args.window, L, args.window))
+        # borders: the end of each inpainted prefix (k W - blend) and the end of each cross-fade (k W)
+        borders_lat = sorted({x - args.blend for x in range(args.window, L, args.window)} | set(range(args.window, L, args.window)))
         for mode, win in (("windowed", args.window), ("one_pass", None)):
-            r = pipe.joint(args.long, args.seed, spec, window=win, overlap=args.overlap)
+            r = pipe.joint(args.long, args.seed, spec, window=win, overlap=args.overlap, blend=args.blend)
             seams[f"joint_{mode}"] = {
                 "motion": seam_stats(r["joints"], [2 * b for b in borders_lat], "joint positions (m) per frame"),
                 "mel": seam_stats(r["mel"].cpu().numpy().T, [8 * b for b in borders_lat], "log-mel frame"),
             }
         # music -> motion over the validation music concatenated to --long seconds
-        wav = np.concatenate([d["wav"] for d in dances] * 4)[: int(args.long * sr)]
+        wav = np.concatenate([d["wav"] for d in dances])
+        wav = np.tile(wav, int(np.ceil(args.long * sr / len(wav))))[: int(args.long * sr)]
         for mode, win in (("windowed", args.window), ("one_pass", None)):
-            r = pipe.music2motion(wav, args.seed, spec, window=win, overlap=args.overlap)
+            r = pipe.music2motion(wav, args.seed, spec, window=win, overlap=args.overlap, blend=args.blend)
             seams[f"music2motion_{mode}"] = {"motion": seam_stats(r["joints"], [2 * b for b in borders_lat],
                                                                   "joint positions (m) per frame")}
     doc = {"dances": [d["id"] for d in dances], "seconds_per_dance": args.seconds, "guidance": args.guidance,
            "summary": summary, "retention_vs_many_step": retention, "seams": seams, "rows": rows,
-           "window": args.window, "overlap": args.overlap, "threads": args.threads}
+           "window": args.window, "overlap": args.overlap, "blend": args.blend, "threads": args.threads}
     (out / "eval_generate.json").write_text(json.dumps(doc, indent=1))
     md = ["| task | setting | coherence z | fine F1 (5 Hz) | LORIS F1 (1 s) | beat F 70 ms | BAS | FD mel | FD motion | CPU s/dance |",
           "|---|---|---|---|---|---|---|---|---|---|"]

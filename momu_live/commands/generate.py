@@ -15,7 +15,8 @@ def _common(p) -> None:
     p.add_argument("--weights", default=None, help="folder with dit/vae weights (default: shipped models/weights)")
     p.add_argument("--vocoder", default="fast", help="fast (default), hifigan or griffinlim")
     p.add_argument("--window", type=int, default=0, help="generate in live windows of N latent frames (0: one pass)")
-    p.add_argument("--overlap", type=int, default=8, help="window overlap (latent frames) with --window")
+    p.add_argument("--overlap", type=int, default=4, help="window: inpainted prefix frames with --window")
+    p.add_argument("--blend", type=int, default=4, help="window: cross-faded frames per border with --window")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-progress", action="store_true")
@@ -115,8 +116,8 @@ def run(args) -> int:
         raise MomuError(f"--steps must be >= 1, got {args.steps}")
     if args.seconds is not None and not (args.seconds > 0):
         raise MomuError(f"--seconds must be positive, got {args.seconds}")
-    if args.window < 0 or args.overlap < 0:
-        raise MomuError("--window and --overlap must be >= 0")
+    if args.window < 0 or args.overlap < 0 or args.blend < 0:
+        raise MomuError("--window, --overlap and --blend must be >= 0")
     if args.task == "motion2music":
         _check_out([args.out, args.mux], args.force)
     elif args.task == "music2motion":
@@ -142,9 +143,9 @@ def run(args) -> int:
         bar.total = n
         bar.update(1)
 
-    win = dict(window=args.window or None, overlap=args.overlap, callback=cb)
+    win = dict(window=args.window or None, overlap=args.overlap, blend=args.blend, callback=cb)
     meta = {"task": args.task, "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": args.seed,
-            "window": args.window, "overlap": args.overlap, "vocoder": getattr(pipe.vocoder, "name", None)}
+            "window": args.window, "overlap": args.overlap, "blend": args.blend, "vocoder": getattr(pipe.vocoder, "name", None)}
     from momu_live.models.audio import save_wav
     from momu_live.models.motion import Motion
 

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
                    help="default: motion2music for pose sources, music2motion for audio, joint for none")
     p.add_argument("--preset", default=None, help="output preset (momu presets); default: the generic /momu grammar")
     p.add_argument("--osc-host", default="127.0.0.1", help="where OSC output goes")
-    p.add_argument("--osc-port", type=int, default=9000)
+    p.add_argument("--osc-port", type=int, default=None, help="OSC destination port (default: the preset's, 9000 for generic)")
     p.add_argument("--control-port", type=int, default=9001, help="OSC control (and --source osc pose) input port")
     p.add_argument("--listen", default="127.0.0.1", help="address the control port binds (0.0.0.0 for the network)")
     p.add_argument("--record", default=None, metavar="DIR", help="record generated.wav, poses.npz, events.jsonl here")
@@ -97,8 +97,8 @@ def run(args) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-    log.info("momu live: %s -> %s (%s), OSC to %s:%d, control on %s:%d", args.source, mode, backend.info.label,
-             args.osc_host, args.osc_port, control.host, control.port)
+    log.info("momu live: %s -> %s (%s), OSC to %s:%s, control on %s:%d", args.source, mode, backend.info.label,
+             args.osc_host, args.osc_port or "(preset port)", control.host, control.port)
     reason = engine.run(args.duration)
     log.info("stopped: %s; %d windows, %d dropped, %d beats", reason, engine.windows, engine.dropped, engine.beats_sent)
     return 0

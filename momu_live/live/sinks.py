@@ -34,11 +34,13 @@ class Outputs:
                 log.warning("closing %s: %r", type(s).__name__, exc)
 
 
-def make_output(preset: str | None, host: str, port: int, extra: dict | None = None):
+def make_output(preset: str | None, host: str, port: int | None, extra: dict | None = None):
     """The bridge router for ``preset`` (None: the generic grammar) with OSC to ``host:port``.
+
+    ``port=None`` keeps the preset's own port (TouchDesigner 7000, Blender 9100, ...).
 
     ``extra``: more router overrides (``midi_port``, ``audio_device``, ``sample_rate`` ...).
     """
     from momu_live.bridge.router import Router
 
-    return Router.from_preset(preset or "generic", {"osc_host": host, "osc_port": int(port), **(extra or {})})
+    return Router.from_preset(preset or "generic", {"osc_host": host, "osc_port": None if port is None else int(port), **(extra or {})})
