@@ -64,9 +64,12 @@ class CFGDenoiser:
 class JointDenoiser:
     """Cross-guidance joint sampler denoiser; ``x`` = cat([music (B,C,L), motion (B,C,L)]).  ``tc`` in flow time."""
 
-    def __init__(self, inner: FlowDenoiser, guidance: float = 1.0, tc: float = 0.5):
+    def __init__(self, inner: FlowDenoiser, guidance: float = 1.0, tc: float = 0.5, known: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None):
         self.inner, self.w, self.tc = inner, float(guidance), float(tc)
         self.state: torch.Tensor | None = None  # last clean estimate (2B, C, L)
+        # continuation: known frames replace the estimate BEFORE it becomes the other modality's condition
+        self.known, self.mask = known, (None if mask is None else mask.to(known.dtype))
 
     def reset(self) -> None:
         self.state = None
@@ -88,6 +91,8 @@ class JointDenoiser:
                 both = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([task, task]),
                                   torch.cat([cond, cond]), torch.cat([ones, ~ones]))  # (4B, C, L)
                 den = both[B2:] + self.w * (both[:B2] - both[B2:])
+        if self.known is not None:
+            den = self.mask * self.known + (1 - self.mask) * den
         self.state = den.detach()
         return den
 

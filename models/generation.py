@@ -45,7 +45,7 @@ class SamplerSpec:
     sampler: str = "euler"
     steps: int = 4
     schedule: str | None = None  # None: the sampler's usual schedule (sampling.DEFAULT_SCHEDULE)
-    guidance: float = 2.0
+    guidance: float = 3.5
     tc: float = 0.5  # cross-guidance switch time (fraction of T), joint only
 
     def sigmas(self) -> torch.Tensor:
@@ -111,7 +111,10 @@ class LatentSampler:
             known[..., :P] = prefix.to(self.device)
             mask = torch.zeros(1, 1, length, device=self.device)
             mask[..., :P] = 1
-            den = InpaintDenoiser(den, known, mask)
+            if task == "joint":  # cross-guidance must see the known frames in the other modality's estimate
+                den = JointDenoiser(self.inner, spec.guidance, spec.tc, known, mask)
+            else:
+                den = InpaintDenoiser(den, known, mask)
         gen = torch.Generator(device=self.device).manual_seed(window_seed(seed, 1 << 20))
         return get_sampler(spec.sampler)(den, x, sigmas, generator=gen, callback=callback)
 
@@ -333,8 +336,6 @@ class Pipeline:
     @torch.no_grad()
     def music2motion_step(self, mel_chunk: torch.Tensor, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
         """Next 8k mel frames (80, 8k) -> {"latents", "joints" (2k, 18, 3)} continuing the root trajectory."""
-        from momu_live.models.vae import features_to_joints
-
         mel = torch.as_tensor(mel_chunk, dtype=torch.float32)
         if mel.dim() != 2 or mel.shape[-1] == 0 or mel.shape[-1] % self.tb.latent_per_mel:
             raise MomuError(f"mel chunk must be (80, 8k), got {tuple(mel.shape)}")

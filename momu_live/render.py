@@ -106,7 +106,7 @@ def mux_audio(video: str | Path, wav: np.ndarray, sr: int, out: str | Path) -> P
         a = _write_wav(wav, sr, Path(td))
         cmd = [_ffmpeg(), "-y", "-loglevel", "error", "-i", str(video), "-i", str(a), "-map", "0:v:0", "-map", "1:a:0",
                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k",
-               "-shortest", str(out)]
+               "-shortest", "-t", f"{len(np.asarray(wav).reshape(-1)) / sr:.6f}", str(out)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise MomuError(f"ffmpeg failed muxing {video} + audio into {out}: {r.stderr.strip()[-400:]}")

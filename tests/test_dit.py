@@ -98,3 +98,40 @@ def test_checkpoint_round_trip_and_strict_errors(tmp_path):
     with pytest.raises(MomuError, match="unknown DiT size"):
         build_dit("huge")
     assert isinstance(build_dit({**dataclasses.asdict(SIZES["debug"])}).cfg, DiTConfig)
+
+
+def test_train_pipeline_encode_train_resume(tmp_path):
+    """A synthetic pack -> frozen debug VAE latents -> a few training steps -> resume -> strict-loadable checkpoint."""
+    import json
+
+    import numpy as np
+
+    from momu_live.models.builders import debug_vae
+    from momu_live.models.motion import synthetic_dance
+    from momu_live.models.packing import PackedDance, save_pack
+    from momu_live.models.pretrained import load_dit
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as TB
+    from momu_live.models.train_diffusion import TrainConfig, encode_pack, load_latents, save_latents, train
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    dances = []
+    for i, split in enumerate(["train", "train", "val"]):
+        L = 40
+        j = synthetic_dance(2 * L / float(TB.motion_rate) + 0.2, fps=float(TB.motion_rate), seed=i).joints[: 2 * L]
+        mel = (rng.normal(size=(80, 8 * L)) - 5).astype(np.float16)
+        dances.append(PackedDance(f"d{i}", mel, j.astype(np.float16), "pop", split))
+    pack = save_pack(dances, tmp_path / "pack")
+    lat = encode_pack(pack, debug_vae(), progress=False)
+    assert lat["music/d0"].shape == (4, 40) and lat["motion/d2"].shape == (4, 40)
+    save_latents(lat, tmp_path / "lat.npz")
+    lat = load_latents(tmp_path / "lat.npz")
+    cfg = TrainConfig(size="debug", steps=6, batch=4, clip=16, val_every=3, ckpt_every=3, warmup=2)
+    train(lat, tmp_path / "run", cfg, progress=False)
+    train(lat, tmp_path / "run", dataclasses.replace(cfg, steps=9), resume=True, progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [r["step"] for r in log] == [3, 6, 9] and all(np.isfinite(r["val_loss"]) for r in log)
+    m = load_dit(tmp_path / "run" / "dit")
+    assert m.cfg.latent_dim == 4
+    with pytest.raises(MomuError, match="no val dance|lower --clip"):
+        train(lat, tmp_path / "run2", dataclasses.replace(cfg, clip=400), progress=False)

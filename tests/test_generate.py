@@ -244,3 +244,47 @@ def test_cli_rejects_a_video_with_no_person(weights, tmp_path):
     r = _momu("generate", "motion2music", "--motion", p, "--out", tmp_path / "o.wav", "--weights", weights,
               "--no-progress", cwd=tmp_path)
     assert r.returncode == 2 and "no person" in r.stderr, r.stderr[-800:]
+
+
+def test_bench_generate_json_rows(tmp_path):
+    r = _momu("bench", "generate", "--debug-model", "--steps", "1,2", "--seconds", "2,4", "--repeats", 1, "--threads", 1,
+              "--window", 4, "--overlap", 2, "--blend", 1, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = doc["rows"]
+    for task in ("motion2music", "music2motion", "joint"):
+        for steps in (1, 2):
+            for secs in (2, 4):
+                row = next(x for x in rows if (x["task"], x["steps"], x["seconds"]) == (task, steps, secs))
+                assert row["device"] == "cpu" and 0 < row["rtf"] < 50
+        assert any(x["task"] == f"{task}_live" for x in rows)
+    assert {"task", "steps", "seconds", "device", "rtf"} <= set(rows[0])
+
+
+def test_eval_helpers_frechet_and_seams():
+    from momu_live.commands.eval_generate import frechet, seam_stats
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet(a, a) < 1e-6
+    assert abs(frechet(a, a + np.array([2.0, 0, 0])) - 4.0) < 0.05
+    x = np.cumsum(rng.normal(scale=0.01, size=(200, 2)), axis=0)
+    x[100:] += 1.0  # a seam at frame 100
+    s = seam_stats(x, [100], "test")
+    assert s["ratio"] > 20 and s["n_borders"] == 1
+    assert seam_stats(x, [50], "test")["ratio"] < 3
+
+
+def test_cli_motion2music_from_real_video_with_mux(weights, tmp_path, dancer_video):
+    """Real MediaPipe pose on the real test video -> music -> the video muxed with the generated soundtrack."""
+    r = _momu("generate", "motion2music", "--motion", dancer_video, "--seconds", 3, "--out", tmp_path / "a.wav",
+              "--mux", tmp_path / "a.mp4", "--weights", weights, "--steps", 2, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-800:]
+    import soundfile as sf
+
+    wav, sr = sf.read(str(tmp_path / "a.wav"))
+    assert sr == 22050 and 2.5 * sr < len(wav) <= 3.0 * sr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,duration", "-of", "json",
+                            str(tmp_path / "a.mp4")], capture_output=True, text=True)
+    streams = {s["codec_type"]: float(s["duration"]) for s in json.loads(probe.stdout)["streams"]}
+    assert set(streams) == {"video", "audio"} and abs(streams["video"] - streams["audio"]) < 0.1

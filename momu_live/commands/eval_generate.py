@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=str(default), help="DwM-format folder (default ../shared/data/dwm)")
     p.add_argument("--steps", default="1,2,4,8", help="few-step Euler step counts")
     p.add_argument("--many", type=int, default=50, help="many-step DDPM baseline steps (0: skip)")
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--seconds", type=float, default=30.0, help="crop each dance to this many seconds")
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
     p.add_argument("--long", type=float, default=120.0, help="seconds for the seam test (0: skip)")
@@ -49,8 +49,7 @@ def frechet(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    covmean = covmean.real
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 

@@ -7,7 +7,7 @@ VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 def _common(p) -> None:
     p.add_argument("--steps", type=int, default=4, help="sampling steps (1-8 rectified-flow Euler; >= 50 with --sampler ddpm)")
     p.add_argument("--sampler", default="euler", help="euler (default, few-step), ddpm, ddim, heun, dpmpp_2m")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free / cross guidance weight (default 2)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free / cross guidance weight (default 3.5)")
     p.add_argument("--tc", type=float, default=0.5, help="joint: cross-guidance switch time Tc as a fraction of T")
     p.add_argument("--seconds", type=float, default=None, help="length (joint: required; others: crop the input)")
     p.add_argument("--seed", type=int, default=0)
@@ -127,7 +127,7 @@ def run(args) -> int:
             raise MomuError("joint generation needs --seconds S (a positive length)")
         od = Path(args.out_dir)
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
-    spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=2.0 if args.guidance is None else args.guidance,
+    spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
                        tc=args.tc)
     spec.sigmas()  # validates sampler schedule / steps early
     from momu_live.models.sampling import get_sampler
