@@ -127,8 +127,9 @@ for a, b in [("system:capture_1", "PortAudio:in_0"), ("PortAudio:out_0", "system
     subprocess.run(["jack_disconnect", a, b], capture_output=True)
 subprocess.run(["jack_connect", "PortAudio:out_0", "PortAudio:in_0"], check=True)
 time.sleep(0.3)
-while inp.read(timeout=0.05) is not None:
-    pass
+drain_end = time.monotonic() + 0.5  # drop what queued up before the loop was connected (bounded:
+while time.monotonic() < drain_end:   # a live input never runs dry, so "until empty" may never end)
+    inp.read(timeout=0.05)
 silence = np.zeros(int(0.3 * sr), np.float32)
 out.write(silence); out.write(chirp); out.write(silence)
 blocks = []

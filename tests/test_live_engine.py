@@ -86,7 +86,7 @@ def test_cli_duration_exits_zero_and_records(dancer_video, tmp_path):
     try:
         proc = subprocess.run(MOMU + ["live", "--source", f"video:{dancer_video}", "--mode", "motion2music",
                                       "--osc-port", str(mon.port), "--control-port", str(free_udp_port()),
-                                      "--duration", "5", "--record", str(rec)],
+                                      "--duration", "5", "--record", str(rec), "--model", "passthrough"],
                               capture_output=True, text=True, timeout=60, cwd=REPO)
     finally:
         time.sleep(0.2)
@@ -225,7 +225,8 @@ def test_nan_and_no_person_frames_are_handled():
     mon = OscMonitor()
     control = ControlServer("127.0.0.1", 0)
     engine = LiveEngine(EngineConfig(mode="motion2music", heartbeat_hz=4.0), OscPoseSource(),
-                        make_backend("motion2music"), make_output(None, "127.0.0.1", mon.port), control=control)
+                        make_backend("motion2music", "passthrough"), make_output(None, "127.0.0.1", mon.port),
+                        control=control)
     stop = threading.Event()
     runner = threading.Thread(target=engine.run, kwargs={"duration": 7.0})
     sender = threading.Thread(target=_dance_sender, args=(control.port, stop, 2.0, 4.0, 6.5))
@@ -259,7 +260,7 @@ def test_missing_camera_is_reported_and_retried_without_crashing():
 def test_control_messages_change_the_running_engine():
     mon = OscMonitor()
     control = ControlServer("127.0.0.1", 0)
-    engine = LiveEngine(EngineConfig(mode="joint", heartbeat_hz=2.0), make_source_none(), make_backend("joint"),
+    engine = LiveEngine(EngineConfig(mode="joint", heartbeat_hz=2.0), make_source_none(), make_backend("joint", "passthrough"),
                         make_output(None, "127.0.0.1", mon.port), control=control)
     runner = threading.Thread(target=engine.run, kwargs={"duration": 30.0})
     runner.start()

@@ -250,12 +250,12 @@ def test_procedural_dancer_continuous_and_beat_locked():
 
 
 def test_joint_passthrough_and_make_backend():
-    be = make_backend("joint")
+    be = make_backend("joint", "passthrough")
     assert isinstance(be, JointPassthrough) and be.info.passthrough
     st = be.init_state()
     out, st = be.step(_window(0, 2.5, 0.5, 0.0, None), st)  # no tempo: free-runs at 120
     assert len(out.audio) == int(0.5 * 22050) and len(out.poses) > 0
-    assert make_backend("motion2music").info.label.startswith("pass-through")
+    assert make_backend("motion2music", "passthrough").info.label.startswith("pass-through")
     from momu_live import MomuError
 
     with pytest.raises(MomuError):

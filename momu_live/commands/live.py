@@ -11,8 +11,9 @@ DEFAULT_MODE = {"pose": "motion2music", "audio": "music2motion", "none": "joint"
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "live", help="run live: webcam/video/audio/OSC in; music, poses, beats, status out",
-        description="Run the live engine.  Without a trained model every mode runs a clearly labelled pass-through "
-                    "(metronome at the tracked tempo / procedural beat-synced dancer); the status says so.",
+        description="Run the live engine.  motion2music / music2motion / joint run the shipped MoMu-Diffusion model "
+                    "(streaming, explicit state); --model passthrough runs a clearly labelled pass-through instead "
+                    "(metronome at the tracked tempo / procedural beat-synced dancer); the status says which.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", default="webcam:0",
                    help="webcam[:N] | video:PATH | audio:DEVICE (name substring) | file:PATH (audio) | osc | none")
@@ -31,7 +32,15 @@ def register(subparsers) -> None:
     p.add_argument("--fast", action="store_true", help="files: process as fast as possible instead of real-time pace")
     p.add_argument("--loop", action="store_true", help="files: loop forever")
     p.add_argument("--fps", type=float, default=None, help="video: play at this rate instead of the file's")
-    p.add_argument("--model", default=None, help="generation checkpoint (default: labelled pass-through)")
+    p.add_argument("--model", default=None, metavar="DIR|passthrough",
+                   help="weights folder (vae/dit .safetensors + .json); default: the shipped models/weights; "
+                        "'passthrough' = the labelled pass-through, no model")
+    p.add_argument("--no-model", action="store_true", help="same as --model passthrough")
+    p.add_argument("--steps", type=int, default=4, help="sampler steps per window (live: /momu/engine/set/steps)")
+    p.add_argument("--guidance", type=float, default=3.5, help="CFG / cross-guidance scale (/momu/engine/set/guidance)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of the generation model")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the model")
     p.add_argument("--audio-out", default=None, metavar="DEVICE", help="play generated audio on this output device")
     p.add_argument("--midi-out", default=None, metavar="PORT",
                    help="MIDI beat notes + clock (24 ppq) to this port (name substring; bridge/midi.py)")
@@ -62,7 +71,10 @@ def run(args) -> int:
         raise MomuError("--mode music2motion needs music in: --source audio:DEVICE or file:PATH")
     if mode in ("motion2music", "beats") and source.kind == "audio":
         log.info("%s on an audio source: tempo and beats come from the music", mode)
-    backend = make_backend(mode, args.model)
+    if args.steps < 1 or args.threads < 1:
+        raise MomuError("--steps and --threads must be >= 1")
+    backend = make_backend(mode, "passthrough" if args.no_model else args.model, device=args.device,
+                           steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads)
     control = ControlServer(args.listen, args.control_port)  # fails early (port taken) before devices open
     opened: list = [control]
     try:

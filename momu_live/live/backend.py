@@ -12,7 +12,8 @@ continuation state from window to window (never global, never hidden in the obje
 
 The engine calls ``step`` on a worker thread, skips windows when the worker falls behind (counted),
 and never calls ``step`` concurrently.  A generation model plugs in by implementing the same three
-members (``init_state``, ``step``, ``info``); ``make_backend`` picks one per mode.
+members (``init_state``, ``step``, ``info``); ``make_backend`` picks one per mode: the shipped
+generation model (model_backend.ModelBackend) by default, these pass-throughs with ``model="passthrough"``.
 
 Pass-through back-ends (no model; ``info.passthrough`` is True and the status says so):
 
@@ -282,24 +283,27 @@ class JointPassthrough:
         return BackendOutput(a.audio, a.audio_time, b.pose_times, b.poses, a.beats), (sa, sb)
 
 
-def make_backend(mode: str, model: str | None = None, sample_rate: int = 22050) -> Backend:
-    """The back-end for ``mode``: a generation model when ``model`` names one, else the pass-through.
+PASSTHROUGH = ("passthrough", "pass-through", "none")
 
-    Model back-ends plug in here (``momu_live.models.streaming`` exposing ``load_live_backend(mode,
-    path)`` returning an object with ``info``/``init_state``/``step``); until one exists ``model``
-    raises a clear error instead of silently falling back.
+
+def make_backend(mode: str, model: str | None = None, sample_rate: int = 22050, *, device: str = "cpu",
+                 steps: int = 4, guidance: float = 3.5, seed: int = 0, threads: int | None = None) -> Backend:
+    """The back-end for ``mode``.
+
+    motion2music / music2motion / joint: the shipped MoMu-Diffusion model by default
+    (momu_live/live/model_backend.py, weights loaded once per folder and device), ``model="passthrough"``
+    for the labelled pass-through, ``model=DIR`` for weights from a folder.  ``beats`` never loads a model.
+    Missing or corrupt weights raise MomuError naming the fix (never a silent fallback).
     """
     if mode not in MODES:
         raise MomuError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if model:
-        try:
-            from momu_live.models.streaming import load_live_backend  # type: ignore[import-not-found]
-        except ImportError:
-            raise MomuError(f"this build has no streaming generator for --model {model}; run without --model "
-                            "for the labelled pass-through") from None
-        return load_live_backend(mode, model)
     if mode == "beats":
         return ClickBackend("beats", sample_rate, hum=False)
+    if model is None or str(model).lower() not in PASSTHROUGH:
+        from momu_live.live.model_backend import load_model_backend
+
+        return load_model_backend(mode, model or None, device=device, steps=steps, guidance=guidance, seed=seed,
+                                  threads=threads)
     if mode == "motion2music":
         return ClickBackend("motion2music", sample_rate, hum=True)
     if mode == "music2motion":

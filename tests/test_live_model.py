@@ -1,0 +1,246 @@
+"""The shipped generation model as the live back-end (momu_live/live/model_backend.py).
+
+- streaming log-mel == whole ``log_mel`` on interior frames, for random chunk sizes
+- motion2music on procedural-dance windows: contiguous finite audio, exact sample bookkeeping
+  (after ``flush`` the audio covers exactly the fed motion frames), same seed -> same audio,
+  live steps/guidance control reaches the sampler
+- music2motion from a click track: finite poses on the model grid with continuous exact times
+- joint: audio + poses, both on the stream clock
+- ``momu live`` end to end on the real dancer video: exit 0, the status heartbeat (real UDP peer)
+  names the model, generated.wav holds non-silent audio
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from momu_live import MomuError
+from momu_live.live.backend import ClickBackend, LiveWindow, make_backend
+from momu_live.live.model_backend import ModelBackend, mel_stream, mel_stream_init
+from momu_live.live.monitor import OscMonitor, free_udp_port
+from momu_live.models.audio import log_mel
+from momu_live.models.timebase import DEFAULT_TIMEBASE
+from momu_live.procedural import procedural_dance
+
+REPO = Path(__file__).resolve().parents[1]
+MOMU = [sys.executable, "-m", "momu_live.cli"]
+SR = 22050
+RATE = float(DEFAULT_TIMEBASE.motion_rate)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from momu_live.models.pretrained import load_pipeline
+
+    torch.set_num_threads(1)
+    return load_pipeline(device="cpu", vocoder="fast")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_mel_equals_whole_log_mel_on_interior_frames(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(SR, 3 * SR))
+    x = (0.3 * rng.standard_normal(n) + 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)
+    st, parts, i = mel_stream_init(), [], 0
+    while i < n:
+        k = int(rng.integers(1, 4000)) if rng.random() > 0.2 else int(rng.integers(1, 40))  # tiny chunks too
+        m, st = mel_stream(x[i:i + k], st)
+        parts.append(m)
+        i += k
+    mel = torch.cat(parts, dim=-1)  # (80, F')
+    whole = log_mel(x)  # (80, n // 256)
+    # the stream has every frame whose right context (640 samples) has arrived
+    assert mel.shape[-1] == (n - 640) // 256 + 1 and mel.shape[-1] <= whole.shape[-1]
+    lo, hi = 2, mel.shape[-1]  # frames 0-1 reach before the signal start (log_mel reflect-pads them)
+    assert (mel[:, lo:hi] - whole[:, lo:hi]).abs().max().item() < 1e-4
+    assert st["frames"] == mel.shape[-1]
+
+
+def _dance_windows(seconds=6.5, fps=30.0, window=2.0, hop=0.5, invalid=None):
+    m = procedural_dance(bpm=120.0, seconds=seconds + 1, fps=fps)
+    J = m.joints.astype(np.float32)
+    T = np.arange(len(J)) / fps
+    valid = np.ones(len(J), bool)
+    if invalid is not None:
+        valid[(T >= invalid[0]) & (T < invalid[1])] = False
+        J[~valid] = 0.0  # garbage in invalid frames must not leak into the model input
+    wins = []
+    for k, te in enumerate(np.arange(window + hop, seconds + 1e-9, hop)):
+        sel = (T >= te - window) & (T < te)
+        wins.append(LiveWindow(k, te - window, te, te - hop, T[sel], J[sel], np.ones((sel.sum(), 18), np.float32),
+                               valid[sel], np.zeros(0, np.float32), SR, 0.0, None))
+    return wins
+
+
+def _run(be, wins):
+    st = be.init_state()
+    outs = []
+    for w in wins:
+        out, st = be.step(w, st)
+        outs.append(out)
+    return outs, st
+
+
+def test_motion2music_audio_is_contiguous_exact_and_seeded(pipeline):
+    be = ModelBackend("motion2music", pipeline, steps=2, seed=3, overlap=8, blend=1)
+    assert not be.info.passthrough and be.info.label.startswith("model:") and "2 steps" in be.info.label
+    wins = _dance_windows(invalid=(4.0, 4.4))
+    outs, st = _run(be, wins)
+    total = 0
+    nxt = None
+    for o in outs:
+        assert o.audio is not None and o.audio.dtype == np.float32 and np.isfinite(o.audio).all()
+        if nxt is not None and len(o.audio):
+            assert abs(o.audio_time - nxt) < 1e-9  # contiguous with the previous call
+        if len(o.audio):
+            nxt = o.audio_time + len(o.audio) / SR
+            assert o.decode_ms > 0
+        total += len(o.audio)
+    # audio sample 0 sits on the model grid: frame n0 at exactly n0 / motion_rate
+    n0 = st["n0"]
+    first = next(o for o in outs if len(o.audio))
+    assert abs(first.audio_time - n0 / RATE) < 1e-9 and abs(n0 / RATE - wins[0].hop_start) < 1 / RATE
+    # every grid frame up to the newest pose was taken; whole latents fed, the odd one kept for later
+    n_last = int(np.floor(wins[-1].pose_times[-1] * RATE + 1e-9))
+    assert st["n_next"] == n_last + 1 and st["fed"] + len(st["pending"]) == n_last + 1 - n0
+    assert st["fed"] % DEFAULT_TIMEBASE.motion_per_latent == 0 and len(st["pending"]) < 2
+    # exact bookkeeping: the emitted audio lags only by the vocoder latency and the blend latents ...
+    lag = pipeline.vocoder.latency_samples + be.blend * DEFAULT_TIMEBASE.samples_per_latent
+    assert total == st["fed"] * 1024 - lag
+    # ... and after flush it covers exactly the consumed motion duration
+    tail, st2 = be.flush(st)
+    assert abs(tail.audio_time - nxt) < 1e-9 and np.isfinite(tail.audio).all()
+    assert total + len(tail.audio) == st["fed"] * 1024 == round(st["fed"] / RATE * SR)
+    audio = np.concatenate([o.audio for o in outs] + [tail.audio])
+    assert np.sqrt(np.mean(audio ** 2)) > 1e-3  # not silence
+    # same seed -> same audio; another seed -> different audio
+    again = np.concatenate([o.audio for o in _run(be, wins)[0]])
+    assert np.array_equal(again, audio[:total])
+    other = ModelBackend("motion2music", pipeline, steps=2, seed=4, overlap=8, blend=1)
+    diff = np.concatenate([o.audio for o in _run(other, wins)[0]])
+    assert len(diff) == total and not np.allclose(diff, audio[:total], atol=1e-3)
+    assert not hasattr(be, "state")  # continuation state lives in the returned state only
+
+
+def test_live_controls_change_steps_and_guidance(pipeline):
+    be = ModelBackend("motion2music", pipeline, steps=4, guidance=3.5)
+    wins = _dance_windows(seconds=3.5)
+    st = be.init_state()
+    wins[1].controls = {"/momu/engine/set/steps": 1, "/momu/engine/set/guidance": 1.5}
+    _, st = be.step(wins[0], st)
+    assert st["spec"].steps == 4
+    _, st = be.step(wins[1], st)
+    assert st["spec"].steps == 1 and st["spec"].guidance == 1.5 and "1 steps" in be.info.label
+    wins[2].controls = {"/momu/engine/set/steps": "garbage"}
+    _, st = be.step(wins[2], st)  # bad values are ignored, never crash the loop
+    assert st["spec"].steps == 1
+
+
+def _clicks(seconds, bpm=120.0, tone=220.0):
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    y = 0.2 * np.sin(2 * np.pi * tone * t)
+    L = int(0.03 * SR)
+    click = np.sin(2 * np.pi * 900 * np.arange(L) / SR) * np.exp(-np.arange(L) / (0.01 * SR))
+    for b in np.arange(0.05, seconds - 0.05, 60.0 / bpm):
+        i = int(b * SR)
+        y[i:i + L] += click[: n - i]
+    return y.astype(np.float32)
+
+
+def test_music2motion_poses_on_the_model_grid(pipeline):
+    be = ModelBackend("music2motion", pipeline, steps=2, seed=0, blend=1)
+    assert be.info.pose_rate == pytest.approx(RATE)
+    y = _clicks(7.0)
+    st = be.init_state()
+    times, poses = [], []
+    for k, te in enumerate(np.arange(2.5, 7.0 + 1e-9, 0.5)):
+        seg = y[int(round((te - 2.0) * SR)):int(round(te * SR))]
+        w = LiveWindow(k, te - 2.0, te, te - 0.5, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
+                       np.zeros(0, bool), seg, SR, 0.0, None)
+        out, st = be.step(w, st)
+        assert len(out.pose_times) == len(out.poses)
+        times.append(out.pose_times)
+        poses.append(out.poses)
+    t = np.concatenate(times)
+    p = np.concatenate(poses)
+    assert len(p) >= 0.8 * 4.5 * RATE and p.shape[1:] == (18, 3) and np.isfinite(p).all()
+    assert np.allclose(np.diff(t), 1 / RATE, atol=1e-9)  # continuous, exact model rate across windows
+    assert abs(t[0] - st["s0"] / SR) < 1e-12 and st["s0"] % 1024 == 0  # on the absolute grid
+    assert t[-1] < 7.0 and p.std(axis=0).mean() > 1e-3  # no future poses; the body moves
+    # a 44.1 kHz input is resampled to the model rate
+    w = LiveWindow(0, 0.5, 2.5, 2.0, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
+                   np.zeros(0, bool), np.repeat(y[int(0.5 * SR):int(2.5 * SR)], 2), 2 * SR, 0.0, None)
+    _, st44 = be.step(w, be.init_state())
+    assert st44["in_next"] - st44["s0"] == int(round(2.5 * SR)) - st44["s0"]
+
+
+def test_joint_generates_audio_and_poses_on_one_clock(pipeline):
+    be = ModelBackend("joint", pipeline, steps=2, seed=0, blend=0)
+    st = be.init_state()
+    audio, times = [], []
+    nxt = None
+    for k, te in enumerate(np.arange(1.0, 4.0 + 1e-9, 0.5)):
+        w = LiveWindow(k, te - 2, te, te - 0.5, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
+                       np.zeros(0, bool), np.zeros(0, np.float32), SR, 0.0, None)
+        out, st = be.step(w, st)
+        if nxt is not None and len(out.audio):
+            assert abs(out.audio_time - nxt) < 1e-9
+        if len(out.audio):
+            nxt = out.audio_time + len(out.audio) / SR
+        audio.append(out.audio)
+        times.append(out.pose_times)
+        assert np.isfinite(out.poses).all()
+    spl = DEFAULT_TIMEBASE.samples_per_latent
+    assert st["fed"] == (int(round(4.0 * SR)) - st["s0"]) // spl  # latents accumulated exactly from the hops
+    t = np.concatenate(times)
+    assert len(t) == 2 * st["fed"] and np.allclose(np.diff(t), 1 / RATE, atol=1e-9)
+    a = np.concatenate(audio)
+    assert len(a) == st["fed"] * spl - pipeline.vocoder.latency_samples and np.abs(a).max() > 0.01
+
+
+def test_make_backend_defaults_to_the_model_and_names_the_fix(tmp_path):
+    be = make_backend("motion2music", threads=1)
+    assert isinstance(be, ModelBackend) and "model:" in be.info.label and not be.info.passthrough
+    assert make_backend("joint") .pipe is be.pipe  # loaded once
+    assert isinstance(make_backend("beats"), ClickBackend)  # beats never loads a model
+    assert make_backend("motion2music", "passthrough").info.passthrough
+    with pytest.raises(MomuError, match="passthrough"):
+        make_backend("motion2music", str(tmp_path / "nope"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "vae.json").write_text(json.dumps({"family": "vae", "format": 1, "config": {}}))
+    (bad / "vae.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MomuError, match="cannot load the generation model"):
+        make_backend("motion2music", str(bad))
+
+
+def test_cli_live_motion2music_runs_the_model(dancer_video, tmp_path):
+    mon = OscMonitor()
+    rec = tmp_path / "rec"
+    try:
+        proc = subprocess.run(MOMU + ["live", "--source", f"video:{dancer_video}", "--mode", "motion2music",
+                                      "--osc-port", str(mon.port), "--control-port", str(free_udp_port()),
+                                      "--duration", "6", "--record", str(rec), "--threads", "1"],
+                              capture_output=True, text=True, timeout=90, cwd=REPO)
+    finally:
+        time.sleep(0.2)
+        mon.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    assert len(msgs) >= 4
+    assert all("model: MoMu-Diffusion" in m and "pass-through" not in m for m in msgs), msgs[:3]
+    wav, sr = sf.read(rec / "generated.wav")
+    assert sr == SR and len(wav) > 1.5 * sr and np.isfinite(wav).all()
+    assert np.sqrt(np.mean(wav[-sr:] ** 2)) > 1e-3  # generated music, not silence
+    session = json.loads((rec / "session.json").read_text())
+    assert "model: MoMu-Diffusion" in session["backend"] and session["windows"] >= 5
+    assert session["latency"]["model"]["n"] >= 5 and session["latency"]["decode"]["median"] > 0
