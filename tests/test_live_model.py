@@ -176,11 +176,18 @@ def test_music2motion_poses_on_the_model_grid(pipeline):
     assert np.allclose(np.diff(t), 1 / RATE, atol=1e-9)  # continuous, exact model rate across windows
     assert abs(t[0] - st["s0"] / SR) < 1e-12 and st["s0"] % 1024 == 0  # on the absolute grid
     assert t[-1] < 7.0 and p.std(axis=0).mean() > 1e-3  # no future poses; the body moves
-    # a 44.1 kHz input is resampled to the model rate
+    # a 44.1 kHz input is resampled to the model rate: the mel input buffer holds the 22.05 kHz signal
+    from momu_live.models.audio import resample
+
+    y44 = resample(y[: int(2.5 * SR)], SR, 2 * SR)[int(0.5 * 2 * SR):]  # [0.5, 2.5) s at 44.1 kHz
     w = LiveWindow(0, 0.5, 2.5, 2.0, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
-                   np.zeros(0, bool), np.repeat(y[int(0.5 * SR):int(2.5 * SR)], 2), 2 * SR, 0.0, None)
+                   np.zeros(0, bool), y44, 2 * SR, 0.0, None)
     _, st44 = be.step(w, be.init_state())
-    assert st44["in_next"] - st44["s0"] == int(round(2.5 * SR)) - st44["s0"]
+    buf = st44["mel"]["buf"]
+    end = int(round(2.5 * SR))
+    assert st44["in_next"] == end and 0 < len(buf) < 1024
+    ref = y[end - len(buf):end - 64]  # away from the block edge (resampler filter tails)
+    assert np.abs(buf[: len(ref)] - ref).max() < 0.05
 
 
 def test_joint_generates_audio_and_poses_on_one_clock(pipeline):
@@ -210,7 +217,7 @@ def test_joint_generates_audio_and_poses_on_one_clock(pipeline):
 def test_make_backend_defaults_to_the_model_and_names_the_fix(tmp_path):
     be = make_backend("motion2music", threads=1)
     assert isinstance(be, ModelBackend) and "model:" in be.info.label and not be.info.passthrough
-    assert make_backend("joint") .pipe is be.pipe  # loaded once
+    assert make_backend("joint").pipe is be.pipe  # loaded once
     assert isinstance(make_backend("beats"), ClickBackend)  # beats never loads a model
     assert make_backend("motion2music", "passthrough").info.passthrough
     with pytest.raises(MomuError, match="passthrough"):
