@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="how long to run (the video loops)")
     p.add_argument("--fps", type=float, default=30.0, help="pace the video at this input rate")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--model", default=None, help="weights folder, or 'passthrough' (default: the shipped model)")
+    p.add_argument("--steps", type=int, default=4, help="sampling steps of the model")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the statistics")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", default=None, metavar="PNG", help="write latency and RSS over time to this PNG")
@@ -67,7 +69,7 @@ def run(args) -> int:
             eng.stats.add("e2e_wire", (arrival - w) * 1000.0)
 
     mon = OscMonitor(keep=False, on_pose=on_pose)
-    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode),
+    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode, args.model, steps=args.steps, threads=args.threads),
                         make_output(None, "127.0.0.1", mon.port))
     box["engine"] = engine
     ru0 = resource.getrusage(resource.RUSAGE_SELF)

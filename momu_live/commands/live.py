@@ -73,8 +73,11 @@ def run(args) -> int:
         log.info("%s on an audio source: tempo and beats come from the music", mode)
     if args.steps < 1 or args.threads < 1:
         raise MomuError("--steps and --threads must be >= 1")
-    backend = make_backend(mode, "passthrough" if args.no_model else args.model, device=args.device,
-                           steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads)
+    def backend_factory(m: str):
+        return make_backend(m, "passthrough" if args.no_model else args.model, device=args.device,
+                            steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads)
+
+    backend = backend_factory(mode)
     control = ControlServer(args.listen, args.control_port)  # fails early (port taken) before devices open
     opened: list = [control]
     try:
@@ -101,7 +104,7 @@ def run(args) -> int:
         raise
     cfg = EngineConfig(mode=mode, window_s=args.window, hop_s=args.hop, heartbeat_hz=args.heartbeat_hz,
                        realtime=not args.fast)
-    engine = LiveEngine(cfg, source, backend, Outputs(sinks), recorder, control, link)
+    engine = LiveEngine(cfg, source, backend, Outputs(sinks), recorder, control, link, backend_factory=backend_factory)
 
     def on_signal(signum, frame):
         engine.stop(signal.Signals(signum).name)

@@ -122,10 +122,13 @@ def rss_mb() -> float:
 
 class LiveEngine:
     def __init__(self, cfg: EngineConfig, source: Source, backend=None, output=None, recorder=None,
-                 control=None, link=None):
+                 control=None, link=None, backend_factory=None):
         self.cfg = cfg
         self.source = source
         self.backend = backend
+        # mode -> back-end for live mode switches, with the choices the back-end was made with
+        # (model folder, steps, device...); default: make_backend(mode) with the shipped model
+        self.backend_factory = backend_factory
         self.output = output
         self.recorder = recorder
         self.control = control
@@ -140,6 +143,7 @@ class LiveEngine:
         self._data = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._worker_done = threading.Event()  # the output thread drains until the worker has flushed
         self._t0 = time.monotonic()
         self._started = False
         self.window_s, self.hop_s = cfg.window_s, cfg.hop_s
@@ -308,6 +312,12 @@ class LiveEngine:
         return self.clock()
 
     def _worker(self) -> None:
+        try:
+            self._work()
+        finally:
+            self._worker_done.set()
+
+    def _work(self) -> None:
         if self.backend is None:
             return
         state = self.backend.init_state()
@@ -336,9 +346,12 @@ class LiveEngine:
             if self._pending_mode is not None:  # live mode switch: a new back-end with fresh state
                 mode, self._pending_mode = self._pending_mode, None
                 try:
-                    from momu_live.live.backend import make_backend
+                    if self.backend_factory is not None:
+                        self.backend = self.backend_factory(mode)
+                    else:
+                        from momu_live.live.backend import make_backend
 
-                    self.backend = make_backend(mode, sample_rate=self.cfg.sample_rate)
+                        self.backend = make_backend(mode, sample_rate=self.cfg.sample_rate)
                     state = self.backend.init_state()
                     self.cfg.mode = mode
                     self.report(f"mode switched to {mode}")
@@ -350,6 +363,21 @@ class LiveEngine:
                 self.report(f"backend {self.backend.info.name} failed on a window: {exc!r}")
                 log.exception("backend step failed")
             next_end += self.hop_s
+        self._flush_backend(state)
+
+    def _flush_backend(self, state) -> None:
+        """At stop: emit what a back-end holds back (cross-fade latents, vocoder tail), so recordings are whole."""
+        flush = getattr(self.backend, "flush", None)
+        if flush is None or state is None:
+            return
+        try:
+            out, _ = flush(state)
+        except Exception as exc:
+            self.report(f"backend {self.backend.info.name} failed to flush: {exc!r}")
+            return
+        if out.audio is not None and len(out.audio):
+            self._queue(AudioBlock((out.audio * self.gain).astype(np.float32), self.cfg.sample_rate, out.audio_time),
+                        {"wall": time.monotonic()})
 
     def _run_window(self, t_end: float, state):
         """Cut the window ending at ``t_end``, run the back-end, queue its outputs; returns the new state."""
@@ -402,7 +430,7 @@ class LiveEngine:
             while heap and (heap[0][0] + playout <= self.clock() or self._stop.is_set()):
                 _, _, ev, meta = heapq.heappop(heap)
                 self._send(ev, meta)
-            if item is None and self._stop.is_set() and not heap and len(self.out) == 0:
+            if item is None and self._stop.is_set() and self._worker_done.is_set() and not heap and len(self.out) == 0:
                 break
 
     def _send(self, ev, meta: dict) -> None:
