@@ -188,8 +188,7 @@ def run(args) -> int:
     con.print(f"motion->music {timings['motion2music_s']:.2f} s (RTF {summary['rtf']['motion2music']:.3f}), "
               f"music->motion {timings['music2motion_s']:.2f} s (RTF {summary['rtf']['music2motion']:.3f}) "
               f"on {args.device}, {args.threads} threads, {args.steps} steps")
-    con.print(f"[bold]outputs in {out}/[/bold]")
-    for k, v in files.items():
-        con.print(f"  {k:32s} {v}")
-    con.print(f"  {'summary':32s} {out / 'summary.json'}")
+    print(f"outputs in {out}/")
+    for k, v in {**files, "summary": out / "summary.json"}.items():
+        print(f"  {k:32s} {v}")
     return 0
