@@ -18,7 +18,11 @@ import math
 
 
 def as_rate(rate: float | int | Fraction | str) -> Fraction:
-    """A frame rate as an exact Fraction (floats like 29.97 become 30000/1001)."""
+    """A frame rate as an exact Fraction.
+
+    Floats equal to an NTSC rate (30000/1001 as OpenCV/ffprobe report it) become 30000/1001; a
+    literal 29.97 stays 2997/100 (pass "30000/1001" to mean NTSC).
+    """
     if isinstance(rate, Fraction):
         r = rate
     elif isinstance(rate, int):

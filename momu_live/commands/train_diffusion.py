@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--ckpt-every", type=int, default=2000)
@@ -74,7 +75,7 @@ def run(args) -> int:
         print(f"latents: {lat_path} ({len(lat['ids'])} dances)")
     if args.encode_only:
         return 0
-    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed,
+    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed, warmup=args.warmup,
                          val_every=args.val_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
                          rhythm_drop=args.rhythm_drop)
     meta = {"vae_sha256": str(lat.get("vae_sha256", ""))}
