@@ -14,9 +14,6 @@ latent time base (10.77 Hz, docs/DESIGN.md), are the per-frame condition:
   (local) attention mask of radius ``attn_window`` latent frames: attention depends only on relative
   offsets inside the band, so any length generates in one pass with exactly the context seen in
   training (no length extrapolation).
-- Optional explicit rhythm (``rhythm_dim`` > 0): the condition is ``[latents | rhythm features]``
-  (C + rhythm_dim channels, models/rhythm_cond.py); a latents-only condition (joint cross-guidance)
-  gets zero rhythm channels, which training shows the model (rhythm dropout).
 - Condition dropout (``m = 0`` with probability ``cond_drop`` in training) gives the unconditional
   model needed for classifier-free guidance and for the paper's cross-guidance (t > Tc).
 - Output: the rectified-flow velocity v = eps - x0 for x_t = (1 - t) x0 + t eps (models/denoiser.py
@@ -47,7 +44,6 @@ class DiTConfig:
     n_tasks: int = 2
     cond_drop: float = 0.1  # training-time condition dropout (CFG)
     rope_base: float = 10000.0
-    rhythm_dim: int = 0  # extra condition channels of explicit rhythm features (models/rhythm_cond.py); 0: none
 
 
 SIZES: dict[str, DiTConfig] = {
@@ -127,14 +123,14 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """v = DiT(x_t (B, C, L), t (B,), task (B,), cond (B, C[+R], L), cond_mask (B,)) -> (B, C, L)."""
+    """v = DiT(x_t (B, C, L), t (B,), task (B,), cond (B, C, L), cond_mask (B,)) -> (B, C, L)."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.cfg = cfg
         C, D = cfg.latent_dim, cfg.dim
         self.x_in = nn.Linear(C, D)
-        self.c_in = nn.Linear(C + cfg.rhythm_dim, D)  # condition = [latents (C) | rhythm (rhythm_dim)]
+        self.c_in = nn.Linear(C, D)
         self.null_cond = nn.Parameter(torch.zeros(D))
         self.t_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.task_emb = nn.Embedding(cfg.n_tasks, D)
@@ -154,8 +150,6 @@ class DiT(nn.Module):
             h = h + self.null_cond
         else:
             m = torch.ones(B, device=x.device, dtype=h.dtype) if cond_mask is None else cond_mask.to(h.dtype)
-            if cond.shape[1] == C and self.cfg.rhythm_dim:  # latents only (joint cross-guidance): rhythm = 0
-                cond = torch.cat([cond, cond.new_zeros(B, self.cfg.rhythm_dim, L)], dim=1)  # (B, C + R, L)
             ce = self.c_in(cond.transpose(1, 2))  # (B, L, D)
             h = h + m[:, None, None] * ce + (1 - m)[:, None, None] * self.null_cond
         c = self.t_mlp(timestep_embedding(1000.0 * t, self.cfg.dim)) + self.task_emb(task)  # (B, D)

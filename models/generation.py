@@ -18,13 +18,6 @@ Two layers:
     ``motion2music_step(joints_chunk, state)`` / ``music2motion_step(mel_chunk, state)`` /
     ``joint_step(n_latent, state)``: the live API: causal VAE streams + latent windows + vocoder
     stream, all state passed in and out.
-
-A DiT trained with explicit rhythm (``rhythm_dim`` > 0, ``momu train diffusion --rhythm``) gets the
-condition modality's rhythm features (models/rhythm_cond.py, causal, computed from the input joints /
-mel, chunk state in ``state["rhy"]``) next to its latents in both cross-modal directions; joint
-generation conditions on the other modality's clean latent estimate only (rhythm channels zero, as
-seen in training through rhythm dropout): decoding the estimate at every sampler step to measure its
-rhythm would cost a VAE decode (and a vocoder-free onset pass) per step.
 """
 from __future__ import annotations
 
@@ -218,16 +211,6 @@ class Pipeline:
         self.sampler = LatentSampler(dit, self.device)
         self.vocoder = vocoder
         self.tb = DEFAULT_TIMEBASE
-        self.rhythm = int(getattr(dit.cfg, "rhythm_dim", 0)) > 0
-
-    def _with_rhythm(self, z: torch.Tensor, rhythm_fn, modality: str):
-        """Condition latents (1, C, L) -> (1, C + R, L) with the modality's rhythm when the DiT uses it."""
-        if not self.rhythm:
-            return z
-        from momu_live.models.rhythm_cond import condition
-
-        r = rhythm_fn()  # (R_m, >= L)
-        return condition(z, r[None, :, : z.shape[-1]].to(z.device), modality)
 
     # ---- encode / decode
     @torch.no_grad()
@@ -244,7 +227,7 @@ class Pipeline:
         return self.vae.normalize_latent(mu, "motion")  # (1, C, L)
 
     @torch.no_grad()
-    def encode_music(self, wav, return_mel: bool = False):
+    def encode_music(self, wav) -> torch.Tensor:
         """22.05 kHz mono waveform -> normalised music latents (1, C, N_mel // 8)."""
         from momu_live.models.audio import log_mel
 
@@ -255,8 +238,7 @@ class Pipeline:
         if float(np.abs(w).max()) < 1e-6:
             raise MomuError("music is silent; pass audio with content")
         mel = log_mel(torch.from_numpy(w)).to(self.device)[None]  # (1, 80, N)
-        z = self.encode_mel(mel)
-        return (z, mel) if return_mel else z
+        return self.encode_mel(mel)
 
     @torch.no_grad()
     def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
@@ -286,23 +268,15 @@ class Pipeline:
 
     def motion2music(self, joints, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
                      overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
-        from momu_live.models.rhythm_cond import motion_rhythm
-
         zc = self.encode_motion(joints)
-        L = zc.shape[-1]
-        c = self._with_rhythm(zc, lambda: motion_rhythm(np.asarray(joints, np.float32)[: 2 * L]), "motion")
-        z = self._latents("motion2music", c, L, seed, spec, window, overlap, callback, blend)
+        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
         mel, wav = self.decode_music(z)
         return {"latents": z, "cond": zc, "mel": mel[0], "wav": None if wav is None else wav[0]}
 
     def music2motion(self, wav, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
                      overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
-        from momu_live.models.rhythm_cond import music_rhythm
-
-        zc, mel = self.encode_music(wav, return_mel=True)
-        L = zc.shape[-1]
-        c = self._with_rhythm(zc, lambda: music_rhythm(mel[0, :, : 8 * L].cpu()), "music")
-        z = self._latents("music2motion", c, L, seed, spec, window, overlap, callback, blend)
+        zc = self.encode_music(wav)
+        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
         return {"latents": z, "cond": zc, "joints": self.decode_motion(z)}
 
     def joint(self, seconds: float, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
@@ -329,7 +303,7 @@ class Pipeline:
         if task not in TASKS:
             raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
         st = {"task": task, "latent": LatentSampler.init_state(overlap, seed, blend), "enc": None, "dec": None,
-              "last_feat": None, "last_root": None, "voc": None, "rhy": None}
+              "last_feat": None, "last_root": None, "voc": None}
         if self.vocoder is not None and task != "music2motion":
             st["voc"] = self.vocoder.init_state(1)
         return st
@@ -349,11 +323,6 @@ class Pipeline:
         st["last_feat"] = j[-1:]
         mu, _, st["enc"] = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
-        if self.rhythm:
-            from momu_live.models.rhythm_cond import condition, motion_rhythm_stream
-
-            r, st["rhy"] = motion_rhythm_stream(j, state.get("rhy"))  # (4, k)
-            zc = condition(zc, r[None].to(zc.device), "motion")  # (1, C + R, k)
         z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec)
         if z.shape[-1] == 0:  # everything held back for cross-fading (first window shorter than ``blend``)
             return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0)}, st
@@ -373,11 +342,6 @@ class Pipeline:
         st = dict(state)
         mu, _, st["enc"] = self.vae.encode_music_stream(mel[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "music")
-        if self.rhythm:
-            from momu_live.models.rhythm_cond import condition, music_rhythm_stream
-
-            r, st["rhy"] = music_rhythm_stream(mel, state.get("rhy"))  # (8, k)
-            zc = condition(zc, r[None].to(zc.device), "music")  # (1, C + R, k)
         z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec)
         if z.shape[-1] == 0:
             return {"latents": z, "joints": np.zeros((0, 18, 3), np.float32)}, st

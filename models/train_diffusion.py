@@ -25,9 +25,8 @@ from momu_live import MomuError
 FAMILY = "dit"
 
 
-def encode_pack(data, vae, device="cpu", progress: bool = True, rhythm: bool = False) -> dict:
-    """Pack (or DwM folder) -> {"ids", "splits", "music/<id>", "motion/<id>"} normalised latents (C, L) fp16;
-    ``rhythm`` adds "rmusic/<id>" (8, L) and "rmotion/<id>" (4, L) explicit rhythm features (models/rhythm_cond.py)."""
+def encode_pack(data, vae, device="cpu", progress: bool = True) -> dict:
+    """Pack (or DwM folder) -> {"ids", "splits", "music/<id>", "motion/<id>"} normalised latents (C, L) fp16."""
     from tqdm import tqdm
 
     from momu_live.models.packing import load_dances
@@ -48,11 +47,6 @@ def encode_pack(data, vae, device="cpu", progress: bool = True, rhythm: bool = F
             out["splits"].append(d.split)
             out[f"music/{d.name}"] = zm[:, :L].cpu().numpy().astype(np.float16)
             out[f"motion/{d.name}"] = zo[:, :L].cpu().numpy().astype(np.float16)
-            if rhythm:
-                from momu_live.models.rhythm_cond import motion_rhythm, music_rhythm
-
-                out[f"rmusic/{d.name}"] = music_rhythm(d.mel.astype(np.float32))[:, :L].numpy().astype(np.float16)
-                out[f"rmotion/{d.name}"] = motion_rhythm(d.motion.astype(np.float32))[:, :L].numpy().astype(np.float16)
     out["ids"] = np.array(out["ids"])
     out["splits"] = np.array(out["splits"])
     out["vae_sha256"] = np.array(getattr(vae, "source_sha256", ""))
@@ -92,7 +86,6 @@ class TrainConfig:
     val_every: int = 1000
     ckpt_every: int = 2000
     max_minutes: float = 0.0
-    rhythm_drop: float = 0.15  # extra dropout of the rhythm channels only (joint sampling conditions without them)
 
 
 class CropSampler:
@@ -105,12 +98,6 @@ class CropSampler:
             raise MomuError(f"no {split} dance has {clip} latent frames; lower --clip")
         self.music = [torch.from_numpy(lat[f"music/{i}"].astype(np.float32)).to(device) for i in ids]
         self.motion = [torch.from_numpy(lat[f"motion/{i}"].astype(np.float32)).to(device) for i in ids]
-        self.rhythm = f"rmusic/{ids[0]}" in lat
-        if self.rhythm:  # condition-side rhythm folded onto the latents: music (C+8, L), motion (C+4, L)
-            self.music = [torch.cat([m, torch.from_numpy(lat[f"rmusic/{i}"].astype(np.float32)).to(device)])
-                          for m, i in zip(self.music, ids)]
-            self.motion = [torch.cat([m, torch.from_numpy(lat[f"rmotion/{i}"].astype(np.float32)).to(device)])
-                           for m, i in zip(self.motion, ids)]
         w = np.array([m.shape[-1] - clip + 1 for m in self.music], dtype=np.float64)
         self.p = torch.from_numpy(w / w.sum())
         self.clip, self.ids = clip, ids
@@ -123,35 +110,18 @@ class CropSampler:
             a = int(torch.randint(n, (1,), generator=g))
             mus.append(self.music[d][:, a:a + self.clip])
             mos.append(self.motion[d][:, a:a + self.clip])
-        return torch.stack(mus), torch.stack(mos)  # (B, C[+R_m], clip) each
+        return torch.stack(mus), torch.stack(mos)  # (B, C, clip) each
 
 
-def make_batch(music: torch.Tensor, motion: torch.Tensor, g: torch.Generator, latent_dim: int | None = None,
-               rhythm_drop: float = 0.0):
-    """Random task per item: target x0, condition, task ids.
-
-    With rhythm (``latent_dim`` < channels): music is (B, C + 8, L), motion (B, C + 4, L); the condition
-    becomes ``[latents | motion rhythm | music rhythm]`` (models/rhythm_cond.condition layout), the
-    rhythm zeroed with probability ``rhythm_drop``."""
+def make_batch(music: torch.Tensor, motion: torch.Tensor, g: torch.Generator):
+    """Random task per item: target x0, condition, task ids."""
     from momu_live.models.dit import TASK_MOTION, TASK_MUSIC
 
     B = music.shape[0]
     is_motion = (torch.rand(B, generator=g) < 0.5).to(music.device)  # (B,)
     m = is_motion[:, None, None]
-    C = latent_dim or music.shape[1]
-    if music.shape[1] > C:
-        from momu_live.models.rhythm_cond import condition
-
-        cm = condition(music[:, :C], music[:, C:], "music")  # (B, C + R, L)
-        co = condition(motion[:, :C], motion[:, C:], "motion")  # (B, C + R, L)
-        drop = (torch.rand(B, generator=g) < rhythm_drop).to(music.device)[:, None, None]  # (B, 1, 1)
-        keep_ch = torch.arange(cm.shape[1], device=music.device)[None, :, None] < C  # (1, C + R, 1)
-        cm, co = torch.where(drop & ~keep_ch, 0.0, cm), torch.where(drop & ~keep_ch, 0.0, co)
-        music, motion = music[:, :C], motion[:, :C]
-    else:
-        cm, co = music, motion
     x0 = torch.where(m, motion, music)
-    cond = torch.where(m, cm, co)
+    cond = torch.where(m, music, motion)
     task = torch.where(is_motion, TASK_MOTION, TASK_MUSIC).long()
     return x0, cond, task
 
@@ -184,18 +154,14 @@ def val_loss(model, sampler: CropSampler, n: int = 256, seed: int = 1234) -> flo
 
     g = torch.Generator().manual_seed(seed)
     mu, mo = sampler(n, g)
-    x0, cond, task = make_batch(mu, mo, g, model.cfg.latent_dim)
+    x0, cond, task = make_batch(mu, mo, g)
     gd = torch.Generator(device=mu.device).manual_seed(seed)
     return float(flow_matching_loss(model, x0, cond, task, gd, cond_drop=0.0))
 
 
 def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool = False, progress: bool = True,
-          dit_config=None, meta: dict | None = None, init=None) -> Path:
-    """Train (or resume) a DiT on encoded latents; returns the path of ``OUT/dit.safetensors``.
-
-    Latents with rhythm features ("rmusic/..") train a DiT with ``rhythm_dim`` = rhythm_cond.RHYTHM_DIM.
-    ``init``: a DiT checkpoint to start from (fine-tuning); a checkpoint without rhythm initialises the
-    latent columns of the condition input and leaves the rhythm columns at zero (starts as that model)."""
+          dit_config=None, meta: dict | None = None) -> Path:
+    """Train (or resume) a DiT on encoded latents; returns the path of ``OUT/dit.safetensors``."""
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
 
@@ -208,23 +174,8 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     C = int(latents[f"music/{latents['ids'][0]}"].shape[0])
-    rdim = 0
-    if f"rmusic/{latents['ids'][0]}" in latents:
-        from momu_live.models.rhythm_cond import RHYTHM_DIM as rdim
-    dcfg = dit_config or replace(SIZES[cfg.size], latent_dim=C, rhythm_dim=rdim)
+    dcfg = dit_config or replace(SIZES[cfg.size], latent_dim=C)
     model = build_dit(dcfg).to(dev)
-    if init is not None and not (resume and (out / "train_state.safetensors").exists()):
-        from momu_live.models.checkpoint import load_state, read_checkpoint_json
-        from momu_live.models.dit import DiTConfig
-
-        doc = read_checkpoint_json(init, FAMILY)
-        dcfg = replace(DiTConfig(**doc["config"]), rhythm_dim=rdim)
-        model = build_dit(dcfg).to(dev)
-        sd = {k: v.float() for k, v in load_state(init).items()}
-        w = sd["c_in.weight"]  # (D, C [+ R])
-        if w.shape[1] != C + rdim:
-            sd["c_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], C + rdim - w.shape[1])], dim=1)
-        model.load_state_dict(sd, strict=True)
     ema = build_dit(dcfg).to(dev)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -290,7 +241,7 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
         for grp in opt.param_groups:
             grp["lr"] = lr
         mu, mo = train_s(cfg.batch, g)
-        x0, cond, task = make_batch(mu, mo, g, C, cfg.rhythm_drop)
+        x0, cond, task = make_batch(mu, mo, g)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             loss = flow_matching_loss(model, x0, cond, task, gd)
         opt.zero_grad(set_to_none=True)

@@ -17,7 +17,6 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--ckpt-every", type=int, default=2000)
@@ -25,11 +24,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/dit")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--encode-only", action="store_true", help="only write OUT/latents.npz")
-    p.add_argument("--rhythm", action="store_true",
-                   help="condition on explicit rhythm features too (feet speed + kinematic amplitude of the motion, "
-                        "onset strength of the mel; models/rhythm_cond.py): the DiT gets rhythm_dim extra channels")
-    p.add_argument("--init", default=None, help="start from this DiT checkpoint (e.g. models/weights/dit; fine-tuning)")
-    p.add_argument("--rhythm-drop", type=float, default=0.15, help="probability of zeroing only the rhythm channels")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -56,8 +50,6 @@ def run(args) -> int:
         lat = td.load_latents(data)
     elif lat_path.exists() and args.resume:
         lat = td.load_latents(lat_path)
-        if args.rhythm and f"rmusic/{lat['ids'][0]}" not in lat:
-            raise MomuError(f"{lat_path} has no rhythm features; start a new --out with --rhythm")
     else:
         from momu_live.models.vae import load_bicor_vae
 
@@ -70,18 +62,14 @@ def run(args) -> int:
         vae = load_bicor_vae(args.vae, args.device)
         vpath = Path(args.vae).with_suffix(".safetensors") if args.vae else default_weights_path()
         vae.source_sha256 = hashlib.sha256(vpath.read_bytes()).hexdigest()
-        lat = td.encode_pack(data, vae, args.device, progress=not args.no_progress, rhythm=args.rhythm)
+        lat = td.encode_pack(data, vae, args.device, progress=not args.no_progress)
         td.save_latents(lat, lat_path)
         print(f"latents: {lat_path} ({len(lat['ids'])} dances)")
     if args.encode_only:
         return 0
-    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed, warmup=args.warmup,
-                         val_every=args.val_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                         rhythm_drop=args.rhythm_drop)
+    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed,
+                         val_every=args.val_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes)
     meta = {"vae_sha256": str(lat.get("vae_sha256", ""))}
-    if args.init:
-        meta["init"] = str(args.init)
-    path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta,
-                    init=args.init)
+    path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta)
     print(f"checkpoint: {path}")
     return 0
