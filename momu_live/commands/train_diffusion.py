@@ -1,6 +1,8 @@
 """``momu train diffusion``: encode a pack with the frozen BiCoR-VAE once, then train the latent DiT."""
 from __future__ import annotations
 
+from momu_live.commands import add_run_args
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -17,15 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--ckpt-every", type=int, default=2000)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
-    p.add_argument("--out", default="runs/dit")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--encode-only", action="store_true", help="only write OUT/latents.npz")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, out="runs/dit", val_every=1000, ckpt_every=2000)
     p.set_defaults(func=run)
 
 

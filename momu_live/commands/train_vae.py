@@ -1,6 +1,8 @@
 """``momu train vae``: train BiCoR-VAE (stage 1 music VAE, stage 2 motion VAE + rhythmic contrastive loss)."""
 from __future__ import annotations
 
+from momu_live.commands import add_run_args
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,15 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-contrastive", action="store_true", help="stage 2 without the rhythmic contrastive loss (ablation)")
     p.add_argument("--contrastive-weight", type=float, default=0.2)
     p.add_argument("--adv-start", type=int, default=500)
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop each stage after this wall time (0: no limit)")
     p.add_argument("--init", default=None, help="start from this vae checkpoint (e.g. a stage-1 run's OUT/vae)")
-    p.add_argument("--out", default="runs/vae")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (its stage and step)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, out="runs/vae", val_every=250, ckpt_every=500)
     p.set_defaults(func=run)
 
 

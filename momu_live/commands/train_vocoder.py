@@ -1,6 +1,8 @@
 """``momu train vocoder``: train the fast iSTFT vocoder (Vocos-style) on music."""
 from __future__ import annotations
 
+from momu_live.commands import add_run_args
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,15 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--segment", type=int, default=128, help="mel frames per training crop")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
     p.add_argument("--init", default=None, help="start from this vocoder_fast checkpoint")
-    p.add_argument("--out", default="runs/vocoder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, out="runs/vocoder", val_every=500, ckpt_every=1000)
     p.set_defaults(func=run)
 
 
