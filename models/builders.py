@@ -6,22 +6,28 @@ Keep sections per family; edit only your own section.
 from __future__ import annotations
 
 
+def _resolve(cfg, sizes: dict, config_cls: type, what: str):
+    """A config dataclass from a config, a dict (checkpoint JSON, strict keys) or a size name of ``sizes``."""
+    if isinstance(cfg, str):
+        if cfg not in sizes:
+            from momu_live import MomuError
+
+            raise MomuError(f"unknown {what} size {cfg!r}; choose one of {sorted(sizes)}")
+        return sizes[cfg]
+    if isinstance(cfg, dict):
+        from momu_live.models.checkpoint import config_from_dict
+
+        return config_from_dict(config_cls, cfg)
+    return cfg
+
+
 # ---------------------------------------------------------------------------------------------
 # vae (BiCoR-VAE, models/vae.py)
 def build_vae(cfg):
     """BiCoRVAE from a ``BiCoRVAEConfig``, a dict (checkpoint JSON) or a size name."""
-    from momu_live.models.checkpoint import config_from_dict
     from momu_live.models.vae import SIZES, BiCoRVAE, BiCoRVAEConfig
 
-    if isinstance(cfg, str):
-        if cfg not in SIZES:
-            from momu_live import MomuError
-
-            raise MomuError(f"unknown VAE size {cfg!r}; choose one of {sorted(SIZES)}")
-        cfg = SIZES[cfg]
-    elif isinstance(cfg, dict):
-        cfg = config_from_dict(BiCoRVAEConfig, cfg)
-    return BiCoRVAE(cfg)
+    return BiCoRVAE(_resolve(cfg, SIZES, BiCoRVAEConfig, "VAE"))
 
 
 def debug_vae():
@@ -33,18 +39,9 @@ def debug_vae():
 # vocoder (fast iSTFT vocoder models/vocoder.py; HiFi-GAN V1 models/hifigan.py)
 def build_vocoder_fast(cfg):
     """FastVocoder from a ``FastVocoderConfig``, a dict (checkpoint JSON) or a size name."""
-    from momu_live.models.checkpoint import config_from_dict
     from momu_live.models.vocoder import SIZES, FastVocoder, FastVocoderConfig
 
-    if isinstance(cfg, str):
-        if cfg not in SIZES:
-            from momu_live import MomuError
-
-            raise MomuError(f"unknown vocoder size {cfg!r}; choose one of {sorted(SIZES)}")
-        cfg = SIZES[cfg]
-    elif isinstance(cfg, dict):
-        cfg = config_from_dict(FastVocoderConfig, cfg)
-    return FastVocoder(cfg)
+    return FastVocoder(_resolve(cfg, SIZES, FastVocoderConfig, "vocoder"))
 
 
 def debug_vocoder_fast():
@@ -54,18 +51,9 @@ def debug_vocoder_fast():
 
 def build_hifigan(cfg):
     """HiFi-GAN V1 generator from a ``HiFiGANConfig``, a dict or a size name (``v1``, ``debug``)."""
-    from momu_live.models.checkpoint import config_from_dict
     from momu_live.models.hifigan import SIZES, HiFiGANConfig, HiFiGANGenerator
 
-    if isinstance(cfg, str):
-        if cfg not in SIZES:
-            from momu_live import MomuError
-
-            raise MomuError(f"unknown HiFi-GAN size {cfg!r}; choose one of {sorted(SIZES)}")
-        cfg = SIZES[cfg]
-    elif isinstance(cfg, dict):
-        cfg = config_from_dict(HiFiGANConfig, cfg)
-    return HiFiGANGenerator(cfg)
+    return HiFiGANGenerator(_resolve(cfg, SIZES, HiFiGANConfig, "HiFi-GAN"))
 
 
 def debug_hifigan():
@@ -77,18 +65,9 @@ def debug_hifigan():
 # diffusion (DiT over BiCoR-VAE latents, models/dit.py)
 def build_dit(cfg):
     """DiT from a ``DiTConfig``, a dict (checkpoint JSON) or a size name (``debug``, ``small``, ``base``)."""
-    from momu_live.models.checkpoint import config_from_dict
     from momu_live.models.dit import SIZES, DiT, DiTConfig
 
-    if isinstance(cfg, str):
-        if cfg not in SIZES:
-            from momu_live import MomuError
-
-            raise MomuError(f"unknown DiT size {cfg!r}; choose one of {sorted(SIZES)}")
-        cfg = SIZES[cfg]
-    elif isinstance(cfg, dict):
-        cfg = config_from_dict(DiTConfig, cfg)
-    return DiT(cfg)
+    return DiT(_resolve(cfg, SIZES, DiTConfig, "DiT"))
 
 
 def debug_dit(latent_dim: int = 4):
