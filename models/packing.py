@@ -52,17 +52,23 @@ def pack_pair(name: str, motion, wav: np.ndarray, sample_rate: int, genre: str =
                        mot[: n_lat * tb.motion_per_latent].astype(np.float16), genre, split)
 
 
+def validation_ids(ids: list[str]) -> set[str]:
+    """Validation dances of a DwM-format folder: the fixed DWM_VALIDATION set (split by dance), or, for a
+    folder without those dances, every 8th dance."""
+    from momu_live.models.datasets import split_dwm
+
+    _, val = split_dwm(ids)
+    return set(val) if set(val) & set(ids) else set(ids[7::8])
+
+
 def pack_dwm(data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> Path:
     """Pack every dance of a DwM-format folder into ``out_dir/pack.npz``; returns its path."""
     from tqdm import tqdm
 
-    from momu_live.models.datasets import dwm_ids, load_dwm, split_dwm
+    from momu_live.models.datasets import dwm_ids, load_dwm
 
     ids = dwm_ids(data_dir)
-    train, val = split_dwm(ids)
-    if not set(val) & set(ids):
-        # a folder without the fixed validation dances: hold out every 8th dance
-        val = ids[7::8]
+    val = validation_ids(ids)
     dances = []
     for did in tqdm(ids, desc="pack", disable=not progress):
         pair = load_dwm(data_dir, [did])[0]
@@ -119,12 +125,10 @@ def load_dances(data: str | Path, split: str | None = None, progress: bool = Tru
         return load_pack(data, split)
     from tqdm import tqdm
 
-    from momu_live.models.datasets import dwm_ids, load_dwm, split_dwm
+    from momu_live.models.datasets import dwm_ids, load_dwm
 
     ids = dwm_ids(data)
-    _, val = split_dwm(ids)
-    if not set(val) & set(ids):
-        val = ids[7::8]
+    val = validation_ids(ids)
     out = []
     for did in tqdm(ids, desc="load", disable=not progress):
         sp = "val" if did in val else "train"
