@@ -31,6 +31,7 @@ import torch
 from momu_live import MomuError
 from momu_live.models.denoiser import CFGDenoiser, FlowDenoiser, InpaintDenoiser, JointDenoiser
 from momu_live.models.dit import TASK_MOTION, TASK_MUSIC
+from momu_live.models.guidance import BeatGrid, BeatGuidedDenoiser, BeatSpec, make_guide
 from momu_live.models.sampling import DEFAULT_SCHEDULE, get_sampler
 from momu_live.models.schedules import get_sigmas
 from momu_live.models.timebase import DEFAULT_TIMEBASE
@@ -40,13 +41,15 @@ TASKS = ("motion2music", "music2motion", "joint")
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """How to sample: sampler name, number of steps (the runtime knob), schedule, CFG weight, Tc."""
+    """How to sample: sampler name, number of steps (the runtime knob), schedule, CFG weight, Tc, and how
+    hard beat guidance pushes when a beat grid is given (models/guidance.py; no grid: no guidance)."""
 
     sampler: str = "euler"
     steps: int = 4
     schedule: str | None = None  # None: the sampler's usual schedule (sampling.DEFAULT_SCHEDULE)
     guidance: float = 3.5
     tc: float = 0.5  # cross-guidance switch time (fraction of T), joint only
+    beat: BeatSpec = BeatSpec()
 
     def sigmas(self) -> torch.Tensor:
         if self.steps < 1:
@@ -75,6 +78,7 @@ class LatentSampler:
         self.dit = dit.to(self.device).eval()
         self.C = dit.cfg.latent_dim
         self.inner = FlowDenoiser(self.dit)
+        self._latent_rate = DEFAULT_TIMEBASE.latent_rate
 
     def _denoiser(self, task: str, cond: torch.Tensor | None, spec: SamplerSpec):
         if task == "motion2music":
@@ -88,8 +92,10 @@ class LatentSampler:
     @torch.no_grad()
     def sample(self, task: str, length: int, cond: torch.Tensor | None = None, seed: int = 0,
                spec: SamplerSpec = SamplerSpec(), prefix: torch.Tensor | None = None, batch: int = 1,
-               callback: Callable | None = None) -> torch.Tensor:
-        """Latents (B, C, length) [joint: (2B, C, length), music rows first].  ``cond`` (B, C, length)."""
+               callback: Callable | None = None, guide: Callable | None = None) -> torch.Tensor:
+        """Latents (B, C, length) [joint: (2B, C, length), music rows first].  ``cond`` (B, C, length).
+
+        ``guide``: a beat objective (models/guidance.py, latents -> loss per row) for this window, or None."""
         if length < 1:
             raise MomuError(f"length must be at least one latent frame, got {length}")
         if task != "joint":
@@ -113,8 +119,10 @@ class LatentSampler:
             mask[..., :P] = 1
             if task == "joint":  # cross-guidance must see the known frames in the other modality's estimate
                 den = JointDenoiser(self.inner, spec.guidance, spec.tc, known, mask)
-            else:
-                den = InpaintDenoiser(den, known, mask)
+        if guide is not None:
+            den = BeatGuidedDenoiser(den, guide, spec.beat)
+        if prefix is not None and (guide is not None or task != "joint"):
+            den = InpaintDenoiser(den, known, mask)  # outermost: guidance never moves the known frames
         gen = torch.Generator(device=self.device).manual_seed(window_seed(seed, 1 << 20))
         return get_sampler(spec.sampler)(den, x, sigmas, generator=gen, callback=callback)
 
@@ -129,13 +137,14 @@ class LatentSampler:
 
     @torch.no_grad()
     def step(self, task: str, cond_chunk: torch.Tensor | None, state: dict, spec: SamplerSpec = SamplerSpec(),
-             n_frames: int | None = None, batch: int = 1) -> tuple[torch.Tensor, dict]:
+             n_frames: int | None = None, batch: int = 1, guide: Callable | None = None) -> tuple[torch.Tensor, dict]:
         """Next latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition).
 
         Window = [prefix (<= overlap emitted frames) | pending (<= blend held-back frames) | k new frames]; the
         prefix is inpainted, the pending frames are cross-faded (weight of the old estimate falling linearly to
         0), and all but the last ``blend`` frames are emitted, so the output lags the input by ``blend`` frames
-        (``flush`` returns the held-back ones at the end of a stream).
+        (``flush`` returns the held-back ones at the end of a stream).  ``guide``: ``start_s -> objective``
+        (models/guidance.make_guide), called with the window's start in seconds from the stream start.
         """
         k = cond_chunk.shape[-1] if cond_chunk is not None else int(n_frames or 0)
         if k < 1:
@@ -149,7 +158,9 @@ class LatentSampler:
             cond_chunk = cond_chunk.to(self.device, torch.float32)
             tail = state["cond_tail"]
             cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + D + k)
-        out = self.sample(task, P + D + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch)
+        objective = None if guide is None else guide(float((state["frames"] - P) / self._latent_rate))
+        out = self.sample(task, P + D + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch,
+                          guide=objective)
         if D:
             w = torch.arange(D, 0, -1, device=out.device, dtype=out.dtype) / (D + 1)  # (D,) old-estimate weight
             out = out.clone()
@@ -179,7 +190,7 @@ class LatentSampler:
 
     def windows(self, task: str, cond: torch.Tensor | None, length: int, window: int, overlap: int, seed: int = 0,
                 spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None,
-                blend: int = 0) -> torch.Tensor:
+                blend: int = 0, guide: Callable | None = None) -> torch.Tensor:
         """Offline window-stitched generation: exactly the live ``step`` loop over chunks of ``window`` frames."""
         state = self.init_state(overlap, seed, blend)
         outs = []
@@ -187,7 +198,7 @@ class LatentSampler:
         for n, a in enumerate(starts):
             b = min(a + window, length)
             chunk = cond[..., a:b] if cond is not None else None
-            new, state = self.step(task, chunk, state, spec, n_frames=b - a, batch=batch)
+            new, state = self.step(task, chunk, state, spec, n_frames=b - a, batch=batch, guide=guide)
             outs.append(new)
             if callback is not None:
                 callback(n, len(starts))
@@ -261,30 +272,37 @@ class Pipeline:
         return features_to_joints(feats[0], self.tb.motion_rate)
 
     # ---- offline tasks
-    def _latents(self, task, cond, length, seed, spec, window, overlap, callback, blend=0):
+    def _latents(self, task, cond, length, seed, spec, window, overlap, callback, blend=0, grid=None):
+        guide = None if grid is None else make_guide(task, self.vae, grid, self.tb)
         if window:
-            return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback, blend=blend)
-        return self.sampler.sample(task, length, cond, seed, spec, callback=callback)
+            return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback, blend=blend,
+                                        guide=guide)
+        return self.sampler.sample(task, length, cond, seed, spec, callback=callback,
+                                   guide=None if guide is None else guide(0.0))
 
     def motion2music(self, joints, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-                     overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
+                     overlap: int = 8, callback: Callable | None = None, blend: int = 0, grid: BeatGrid | None = None) -> dict:
+        """Music for a dance; ``grid`` (models/guidance.py, e.g. ``grid_from_motion``): beat guidance onto it."""
         zc = self.encode_motion(joints)
-        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
+        z = self._latents("motion2music", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend, grid)
         mel, wav = self.decode_music(z)
-        return {"latents": z, "cond": zc, "mel": mel[0], "wav": None if wav is None else wav[0]}
+        return {"latents": z, "cond": zc, "mel": mel[0], "wav": None if wav is None else wav[0], "grid": grid}
 
     def music2motion(self, wav, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-                     overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
+                     overlap: int = 8, callback: Callable | None = None, blend: int = 0, grid: BeatGrid | None = None) -> dict:
+        """A dance for music; ``grid`` (e.g. ``grid_from_music``): beat guidance onto it."""
         zc = self.encode_music(wav)
-        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend)
-        return {"latents": z, "cond": zc, "joints": self.decode_motion(z)}
+        z = self._latents("music2motion", zc, zc.shape[-1], seed, spec, window, overlap, callback, blend, grid)
+        return {"latents": z, "cond": zc, "joints": self.decode_motion(z), "grid": grid}
 
     def joint(self, seconds: float, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
-              overlap: int = 8, callback: Callable | None = None, blend: int = 0) -> dict:
+              overlap: int = 8, callback: Callable | None = None, blend: int = 0, grid: BeatGrid | None = None) -> dict:
+        """Music and dance from nothing; ``grid`` (e.g. ``grid_from_tempo``): both locked to it."""
         L = self.latent_frames(seconds)
-        z = self._latents("joint", None, L, seed, spec, window, overlap, callback, blend)  # (2, C, L)
+        z = self._latents("joint", None, L, seed, spec, window, overlap, callback, blend, grid)  # (2, C, L)
         mel, wav = self.decode_music(z[:1])
-        return {"latents": z, "mel": mel[0], "wav": None if wav is None else wav[0], "joints": self.decode_motion(z[1:])}
+        return {"latents": z, "mel": mel[0], "wav": None if wav is None else wav[0], "joints": self.decode_motion(z[1:]),
+                "grid": grid}
 
     def latent_frames(self, seconds: float) -> int:
         try:
@@ -309,7 +327,8 @@ class Pipeline:
         return st
 
     @torch.no_grad()
-    def motion2music_step(self, joints_chunk, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+    def motion2music_step(self, joints_chunk, state: dict, spec: SamplerSpec = SamplerSpec(),
+                    grid: BeatGrid | None = None) -> tuple[dict, dict]:
         """Next 2k model-rate motion frames (2k, 18, 3) -> {"latents", "mel" (80, 8k), "wav" (samples)}."""
         from momu_live.models.vae import motion_features
 
@@ -323,7 +342,8 @@ class Pipeline:
         st["last_feat"] = j[-1:]
         mu, _, st["enc"] = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
-        z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec)
+        guide = None if grid is None else make_guide("motion2music", self.vae, grid, self.tb)
+        z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec, guide=guide)
         if z.shape[-1] == 0:  # everything held back for cross-fading (first window shorter than ``blend``)
             return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0)}, st
         mel, st["dec"] = self.vae.decode_music_stream(self.vae.denormalize_latent(z, "music"), state["dec"])
@@ -334,7 +354,8 @@ class Pipeline:
         return out, st
 
     @torch.no_grad()
-    def music2motion_step(self, mel_chunk: torch.Tensor, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+    def music2motion_step(self, mel_chunk: torch.Tensor, state: dict, spec: SamplerSpec = SamplerSpec(),
+                    grid: BeatGrid | None = None) -> tuple[dict, dict]:
         """Next 8k mel frames (80, 8k) -> {"latents", "joints" (2k, 18, 3)} continuing the root trajectory."""
         mel = torch.as_tensor(mel_chunk, dtype=torch.float32)
         if mel.dim() != 2 or mel.shape[-1] == 0 or mel.shape[-1] % self.tb.latent_per_mel:
@@ -342,7 +363,8 @@ class Pipeline:
         st = dict(state)
         mu, _, st["enc"] = self.vae.encode_music_stream(mel[None].to(self.device), state["enc"])
         zc = self.vae.normalize_latent(mu, "music")
-        z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec)
+        guide = None if grid is None else make_guide("music2motion", self.vae, grid, self.tb)
+        z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec, guide=guide)
         if z.shape[-1] == 0:
             return {"latents": z, "joints": np.zeros((0, 18, 3), np.float32)}, st
         feats, st["dec"] = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state["dec"])
@@ -361,10 +383,12 @@ class Pipeline:
         return j, f[-1:], (float(j[-1, 0, 0]), float(j[-1, 0, 2]))
 
     @torch.no_grad()
-    def joint_step(self, n_latent: int, state: dict, spec: SamplerSpec = SamplerSpec()) -> tuple[dict, dict]:
+    def joint_step(self, n_latent: int, state: dict, spec: SamplerSpec = SamplerSpec(),
+                   grid: BeatGrid | None = None) -> tuple[dict, dict]:
         """Next ``n_latent`` frames of music and motion from nothing: {"latents", "mel", "wav", "joints"}."""
         st = dict(state)
-        z, st["latent"] = self.sampler.step("joint", None, state["latent"], spec, n_frames=n_latent)
+        guide = None if grid is None else make_guide("joint", self.vae, grid, self.tb)
+        z, st["latent"] = self.sampler.step("joint", None, state["latent"], spec, n_frames=n_latent, guide=guide)
         if z.shape[-1] == 0:
             return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0),
                     "joints": np.zeros((0, 18, 3), np.float32)}, st

@@ -26,6 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--steps", default="1,2,4,8", help="few-step Euler step counts")
     p.add_argument("--many", type=int, default=50, help="many-step DDPM baseline steps (0: skip)")
     p.add_argument("--guidance", type=float, default=3.5)
+    p.add_argument("--beat", default="1", help="beat-guidance strengths (x the default steps of models/guidance.BeatSpec) "
+                   "to evaluate at --beat-steps sampling steps, comma-separated (rows 'euler4+beat1'; grid: the music's "
+                   "beats for music->motion, the dancer's tempo for motion->music; 0: no guided rows)")
+    p.add_argument("--beat-iters", type=int, default=2, help="gradient steps per sampling step")
+    p.add_argument("--beat-steps", type=int, default=4, help="sampling steps of the guided rows")
     p.add_argument("--seconds", type=float, default=30.0, help="crop each dance to this many seconds")
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
     p.add_argument("--long", type=float, default=120.0, help="seconds for the seam test (0: skip)")
@@ -92,6 +97,7 @@ def run(args) -> int:
     from momu_live import MomuError
     from momu_live.models.datasets import dwm_ids, load_dwm, split_dwm
     from momu_live.models.generation import SamplerSpec
+    from momu_live.models.guidance import BeatSpec, grid_from_motion, grid_from_music
     from momu_live.models.metrics import score_pair
     from momu_live.models.motion import Motion
     from momu_live.models.pretrained import load_pipeline
@@ -113,9 +119,12 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    specs = [(f"euler{n}", SamplerSpec(steps=n, guidance=args.guidance)) for n in steps]
+    specs = [(f"euler{n}", SamplerSpec(steps=n, guidance=args.guidance), False) for n in steps]
     if args.many:
-        specs.append((f"ddpm{args.many}", SamplerSpec(sampler="ddpm", steps=args.many, guidance=args.guidance)))
+        specs.append((f"ddpm{args.many}", SamplerSpec(sampler="ddpm", steps=args.many, guidance=args.guidance), False))
+    for b in [float(x) for x in str(args.beat).split(",") if x.strip() and float(x) > 0]:
+        specs.append((f"euler{args.beat_steps}+beat{b:g}", SamplerSpec(steps=args.beat_steps, guidance=args.guidance,
+                                                                      beat=BeatSpec(iters=args.beat_iters).scaled(b)), True))
     dances = []
     for did in val:
         p = load_dwm(data, [did])[0]
@@ -126,6 +135,7 @@ def run(args) -> int:
     rows = []
     feats = {"mel_gt": [], "motion_gt": []}
     timing = {}
+    grid_report = []
     total = len(dances) * (2 + 2 * len(specs))
     bar = tqdm(total=total, desc="eval generate", disable=args.no_progress)
     for i, d in enumerate(dances):
@@ -140,9 +150,12 @@ def run(args) -> int:
 
         feats["mel_gt"].append(log_mel(torch.from_numpy(d["wav"])).numpy().T)
         feats["motion_gt"].append(motion_features(d["joints"]))
-        for name, spec in specs:
+        grids = {"motion": grid_from_motion(d["joints"], fps, d["genre"]), "music": grid_from_music(d["wav"], sr, d["genre"])}
+        grid_report.append({"dance": d["id"], "genre": d["genre"], "dancer_grid_bpm": grids["motion"].bpm,
+                            "music_grid_bpm": grids["music"].bpm})
+        for name, spec, beat in specs:
             t0 = time.perf_counter()
-            r = pipe.motion2music(d["joints"], args.seed + i, spec)
+            r = pipe.motion2music(d["joints"], args.seed + i, spec, grid=grids["motion"] if beat else None)
             timing.setdefault(("motion2music", name), []).append(time.perf_counter() - t0)
             wav = r["wav"].numpy()
             feats.setdefault(f"mel_{name}", []).append(r["mel"].cpu().numpy().T)
@@ -150,7 +163,7 @@ def run(args) -> int:
                          **headline(score_pair(gm, wav, sr, d["genre"]))})
             bar.update(1)
             t0 = time.perf_counter()
-            r = pipe.music2motion(d["wav"], args.seed + i, spec)
+            r = pipe.music2motion(d["wav"], args.seed + i, spec, grid=grids["music"] if beat else None)
             timing.setdefault(("music2motion", name), []).append(time.perf_counter() - t0)
             feats.setdefault(f"motion_{name}", []).append(motion_features(r["joints"]))
             rows.append({"dance": d["id"], "task": "music2motion", "setting": name,
@@ -198,7 +211,7 @@ def run(args) -> int:
             seams[f"music2motion_{mode}"] = {"motion": seam_stats(r["joints"], [2 * b for b in borders_lat],
                                                                   "joint positions (m) per frame")}
     doc = {"dances": [d["id"] for d in dances], "seconds_per_dance": args.seconds, "guidance": args.guidance,
-           "summary": summary, "retention_vs_many_step": retention, "seams": seams, "rows": rows,
+           "summary": summary, "retention_vs_many_step": retention, "beat_grids": grid_report, "seams": seams, "rows": rows,
            "window": args.window, "overlap": args.overlap, "blend": args.blend, "threads": args.threads}
     (out / "eval_generate.json").write_text(json.dumps(doc, indent=1))
     md = ["| task | setting | coherence z | fine F1 (5 Hz) | LORIS F1 (1 s) | beat F 70 ms | BAS | FD mel | FD motion | CPU s/dance |",
