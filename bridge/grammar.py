@@ -230,6 +230,7 @@ MODES = ("motion2music", "music2motion", "joint", "beats")
 
 CONTROLS: dict[str, ControlSpec] = {
     "/momu/engine/set/guidance": ControlSpec("float", "cross-guidance / CFG scale", 0.0, 20.0),
+    "/momu/engine/set/beat": ControlSpec("float", "beat-guidance strength (0: off)", 0.0, 10.0),
     "/momu/engine/set/mode": ControlSpec("str", "generation mode", choices=MODES),
     "/momu/engine/set/steps": ControlSpec("int", "sampler steps", 1, 1000),
     "/momu/engine/set/hop": ControlSpec("float", "scheduler hop (s)", 0.02, 30.0),

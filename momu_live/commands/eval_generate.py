@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--beat", default="1", help="beat-guidance strengths (x the default steps of models/guidance.BeatSpec) "
                    "to evaluate at --beat-steps sampling steps, comma-separated (rows 'euler4+beat1'; grid: the music's "
                    "beats for music->motion, the dancer's tempo for motion->music; 0: no guided rows)")
-    p.add_argument("--beat-iters", type=int, default=2, help="gradient steps per sampling step")
+    p.add_argument("--beat-iters", type=int, default=None, help="gradient steps per sampling step (default: BeatSpec's)")
     p.add_argument("--beat-steps", type=int, default=4, help="sampling steps of the guided rows")
     p.add_argument("--seconds", type=float, default=30.0, help="crop each dance to this many seconds")
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
@@ -124,7 +124,7 @@ def run(args) -> int:
         specs.append((f"ddpm{args.many}", SamplerSpec(sampler="ddpm", steps=args.many, guidance=args.guidance), False))
     for b in [float(x) for x in str(args.beat).split(",") if x.strip() and float(x) > 0]:
         specs.append((f"euler{args.beat_steps}+beat{b:g}", SamplerSpec(steps=args.beat_steps, guidance=args.guidance,
-                                                                      beat=BeatSpec(iters=args.beat_iters).scaled(b)), True))
+                                                                      beat=(BeatSpec() if args.beat_iters is None else BeatSpec(iters=args.beat_iters)).scaled(b)), True))
     dances = []
     for did in val:
         p = load_dwm(data, [did])[0]

@@ -17,6 +17,12 @@ def _common(p) -> None:
     p.add_argument("--window", type=int, default=0, help="generate in live windows of N latent frames (0: one pass)")
     p.add_argument("--overlap", type=int, default=4, help="window: inpainted prefix frames with --window")
     p.add_argument("--blend", type=int, default=4, help="window: cross-faded frames per border with --window")
+    p.add_argument("--beat-strength", type=float, default=1.0,
+                   help="beat guidance onto the beat grid (x the default step, models/guidance.py; 0: off)")
+    p.add_argument("--bpm", type=float, default=None,
+                   help="tempo of the beat grid (joint: guides only with --bpm; others: instead of the input's own beat)")
+    p.add_argument("--genre", default=None, help="ballroom genre hint (waltz, tango, cha-cha, rumba): tempo prior and metre")
+    p.add_argument("--meter", type=int, default=None, help="beats per bar of the grid (default: 3 for waltz, else 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-progress", action="store_true")
@@ -96,6 +102,39 @@ def load_motion_input(path, seconds=None, progress: bool = True):
     return np.ascontiguousarray(j, np.float32)
 
 
+def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: float | None = None):
+    """The beat grid of a task (models/guidance.py) from the CLI flags, or None (no beat guidance).
+
+    ``--bpm``: a steady grid at that tempo; else the input's own beat: the dancer's tempo (motion ->
+    music) or the music's beat tracker (music -> motion); joint generation guides only with ``--bpm``.
+    """
+    import math
+
+    from momu_live import MomuError
+    from momu_live.models import guidance as G
+    from momu_live.models.metrics import beats_per_bar
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
+    if not (math.isfinite(args.beat_strength) and args.beat_strength >= 0):
+        raise MomuError(f"--beat-strength must be >= 0, got {args.beat_strength}")
+    if args.meter is not None and not (1 <= args.meter <= 16):
+        raise MomuError(f"--meter must be 1-16 beats per bar, got {args.meter}")
+    if args.beat_strength == 0:
+        return None
+    meter = args.meter or beats_per_bar(args.genre)
+    if args.bpm is not None:
+        length = seconds if seconds is not None else (len(joints) / float(tb.motion_rate) if joints is not None else len(wav) / sr)
+        return G.grid_from_tempo(float(args.bpm), float(length), meter)
+    try:
+        if joints is not None:
+            return G.grid_from_motion(joints, float(tb.motion_rate), args.genre, meter)
+        if wav is not None:
+            return G.grid_from_music(wav, sr, args.genre, meter)
+    except MomuError as exc:  # too short / no beat found: generate unguided and say why
+        print(f"beat guidance: off ({exc})")
+    return None
+
+
 def run(args) -> int:
     import json
     import logging
@@ -127,8 +166,10 @@ def run(args) -> int:
             raise MomuError("joint generation needs --seconds S (a positive length)")
         od = Path(args.out_dir)
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
+    from momu_live.models.guidance import BeatSpec
+
     spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
-                       tc=args.tc)
+                       tc=args.tc, beat=BeatSpec().scaled(max(0.0, args.beat_strength)))
     spec.sigmas()  # validates sampler schedule / steps early
     from momu_live.models.sampling import get_sampler
 
@@ -152,7 +193,8 @@ def run(args) -> int:
     fps = float(tb.motion_rate)
     if args.task == "motion2music":
         joints = load_motion_input(args.motion, args.seconds, progress=not args.no_progress)
-        res = pipe.motion2music(joints, args.seed, spec, **win)
+        grid = _report_grid(choose_grid(args, joints=joints), meta)
+        res = pipe.motion2music(joints, args.seed, spec, grid=grid, **win)
         bar.close()
         wav = res["wav"].numpy()
         save_wav(args.out, wav, tb.sample_rate, force=True)
@@ -177,7 +219,8 @@ def run(args) -> int:
             wav = wav[: int(args.seconds * sr)]
         if wav.size == 0:
             raise MomuError(f"--music {p} holds no audio samples; pass a non-empty audio file")
-        res = pipe.music2motion(wav, args.seed, spec, **win)
+        grid = _report_grid(choose_grid(args, wav=wav, sr=sr), meta)
+        res = pipe.music2motion(wav, args.seed, spec, grid=grid, **win)
         bar.close()
         m = Motion(joints=res["joints"], fps=fps, meta={"source": "momu generate music2motion", **meta,
                                                         "music": str(p)})
@@ -197,7 +240,8 @@ def run(args) -> int:
     else:
         od = Path(args.out_dir)
         od.mkdir(parents=True, exist_ok=True)
-        res = pipe.joint(args.seconds, args.seed, spec, **win)
+        grid = _report_grid(choose_grid(args, seconds=args.seconds), meta)
+        res = pipe.joint(args.seconds, args.seed, spec, grid=grid, **win)
         bar.close()
         wav = res["wav"].numpy()
         save_wav(od / "music.wav", wav, tb.sample_rate, force=True)
@@ -213,3 +257,14 @@ def run(args) -> int:
             print(f"video: {od / 'dance.mp4'}")
     log.debug("done: %s", meta)
     return 0
+
+
+def _report_grid(grid, meta: dict):
+    """Print and record (``meta["beat_grid"]``) the grid the generation is guided onto."""
+    if grid is None:
+        meta["beat_grid"] = None
+        print("beat guidance: off")
+        return None
+    meta["beat_grid"] = {k: v for k, v in grid.to_json().items() if k != "beats"}
+    print(f"beat guidance: {grid.bpm:.1f} BPM, {grid.beats_per_bar} beats per bar ({grid.source})")
+    return grid

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=4, help="sampler steps per window (live: /momu/engine/set/steps)")
     p.add_argument("--guidance", type=float, default=3.5, help="CFG / cross-guidance scale (/momu/engine/set/guidance)")
     p.add_argument("--seed", type=int, default=0, help="noise seed of the generation model")
+    p.add_argument("--beat-strength", type=float, default=1.0,
+                   help="beat guidance onto the tracked / forced tempo (x the default step; 0: off; /momu/engine/set/beat)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the model")
     p.add_argument("--audio-out", default=None, metavar="DEVICE", help="play generated audio on this output device")
@@ -75,7 +77,8 @@ def run(args) -> int:
         raise MomuError("--steps and --threads must be >= 1")
     def backend_factory(m: str):
         return make_backend(m, "passthrough" if args.no_model else args.model, device=args.device,
-                            steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads)
+                            steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads,
+                            beat=args.beat_strength)
 
     backend = backend_factory(mode)
     control = ControlServer(args.listen, args.control_port)  # fails early (port taken) before devices open

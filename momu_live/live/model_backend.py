@@ -19,8 +19,13 @@ the engine's analysis windows into the pipeline's explicit-state streaming steps
 
 All continuation state (pipeline stream state, grid counters, buffers, sampler spec, beat tracker)
 lives in the state the engine passes back in: ``step`` never writes continuation state on ``self``.
-Live control: ``/momu/engine/set/steps`` and ``/momu/engine/set/guidance`` in ``window.controls``
-change the sampler spec from the next step on.
+Live control: ``/momu/engine/set/steps``, ``/momu/engine/set/guidance`` and ``/momu/engine/set/beat``
+in ``window.controls`` change the sampler spec from the next step on.
+
+Beat guidance (models/guidance.py): every window is guided onto the engine's beat grid (``window.bpm``
+and the last tracked beat ``window.beat_time``: the input dancer's or music's tempo, or the one forced
+with ``/momu/tempo/set/bpm``; Ableton Link follows the same tracker), expressed in the model stream's
+time (seconds from its first frame).  No tempo yet: the window is sampled unguided.
 """
 from __future__ import annotations
 
@@ -35,12 +40,26 @@ from momu_live import MomuError
 from momu_live.live.backend import BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.audio import DEFAULT_MEL, MelConfig, mel_filterbank
 from momu_live.models.generation import LatentSampler, SamplerSpec, with_steps
+from momu_live.models.guidance import BeatGrid, BeatSpec
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 TB = DEFAULT_TIMEBASE
 SAMPLES_PER_FRAME = TB.hop_length * TB.motion_per_mel  # 1024 audio samples per model motion frame
 STEPS_KEY = "/momu/engine/set/steps"
 GUIDANCE_KEY = "/momu/engine/set/guidance"
+BEAT_KEY = "/momu/engine/set/beat"
+
+
+def window_grid(w: LiveWindow, stream_t0: float, lead_s: float = 10.0) -> BeatGrid | None:
+    """The engine's beat grid around window ``w`` in model-stream time (s since ``stream_t0``), or None when
+    the tempo is unknown.  Anchored on the last tracked beat (on the stream start when none was tracked)."""
+    if not (w.bpm and math.isfinite(w.bpm) and 20.0 <= w.bpm <= 400.0):
+        return None
+    period = 60.0 / float(w.bpm)
+    anchor = (float(w.beat_time) if w.beat_time is not None else stream_t0) - stream_t0
+    lo, hi = (w.t_start - stream_t0) - lead_s, (w.t_end - stream_t0) + lead_s
+    k = np.arange(math.floor((lo - anchor) / period), math.ceil((hi - anchor) / period) + 1)
+    return BeatGrid(tuple(anchor + period * k), max(1, int(w.meter)), "live tempo")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,13 +139,15 @@ class ModelBackend:
     """MoMu-Diffusion as a live back-end (see the module docstring); ``info.passthrough`` is False."""
 
     def __init__(self, mode: str, pipeline, steps: int = 4, guidance: float = 3.5, seed: int = 0, overlap: int = 8,
-                 blend: int = 1, name: str = "MoMu-Diffusion", max_gap_s: float = 1.0):
+                 blend: int = 1, name: str = "MoMu-Diffusion", max_gap_s: float = 1.0, beat: float = 1.0):
         if mode not in ("motion2music", "music2motion", "joint"):
             raise MomuError(f"the generation model has no live mode {mode!r}; use motion2music, music2motion or joint")
         if overlap < 0 or blend < 0:
             raise MomuError("--overlap and --blend must be >= 0")
         self.mode, self.pipe = mode, pipeline
-        self.spec0 = with_steps(SamplerSpec(), steps, guidance)
+        if not (math.isfinite(beat) and beat >= 0):
+            raise MomuError(f"--beat-strength must be >= 0, got {beat}")
+        self.spec0 = with_steps(SamplerSpec(beat=BeatSpec().scaled(beat)), steps, guidance)
         self.spec0.sigmas()  # validates steps
         self.seed, self.overlap, self.blend = int(seed), int(overlap), int(blend)
         self.name, self.max_gap_s = name, float(max_gap_s)
@@ -140,7 +161,8 @@ class ModelBackend:
         self.info = self._info(self.spec0)
 
     def _info(self, spec: SamplerSpec) -> BackendInfo:
-        label = f"model: {self.name}, {spec.steps} steps, guidance {spec.guidance:g}"
+        strength = spec.beat.music_step / BeatSpec().music_step
+        label = f"model: {self.name}, {spec.steps} steps, guidance {spec.guidance:g}, beat {strength:g}"
         rate = 0.0 if self.mode == "motion2music" else float(self.rate)
         return BackendInfo(f"model-{self.mode}", self.mode, label, False, self.sr, rate)
 
@@ -169,6 +191,14 @@ class ModelBackend:
         except (TypeError, ValueError):
             guidance = None
         new = with_steps(spec, steps, guidance)
+        try:
+            beat = float(c[BEAT_KEY]) if BEAT_KEY in c else None
+        except (TypeError, ValueError):
+            beat = None
+        if beat is not None and math.isfinite(beat) and beat >= 0:
+            from dataclasses import replace
+
+            new = replace(new, beat=BeatSpec().scaled(beat))
         if new != spec:
             self.info = self._info(new)  # display only (the status label); the spec itself lives in the state
             return {**state, "spec": new}
@@ -182,6 +212,13 @@ class ModelBackend:
         if self.mode == "music2motion":
             return self._music2motion(window, state)
         return self._joint(window, state)
+
+    @staticmethod
+    def _grid(w: LiveWindow, state: dict, stream_t0: float) -> BeatGrid | None:
+        b = state["spec"].beat
+        if b.iters <= 0 or (b.music_step <= 0 and b.motion_step <= 0):
+            return None
+        return window_grid(w, stream_t0)
 
     def _vocode(self, mel: torch.Tensor, state: dict, final: bool = False) -> tuple[np.ndarray, dict, float]:
         """Mel (80, m) -> the final waveform samples (N,), timed (ms)."""
@@ -226,7 +263,8 @@ class ModelBackend:
         if use == 0:
             return BackendOutput(audio=np.zeros(0, np.float32), audio_time=self._audio_out(np.zeros(0), state,
                                  state["n0"] * SAMPLES_PER_FRAME)[0]), state
-        out, pst = self._nv.motion2music_step(buf[:use], state["pipe"], state["spec"])
+        grid = self._grid(w, state, state["n0"] * rate.denominator / rate.numerator)
+        out, pst = self._nv.motion2music_step(buf[:use], state["pipe"], state["spec"], grid=grid)
         state = {**state, "pipe": pst, "fed": state["fed"] + use}
         wav, state, dec_ms = self._vocode(out["mel"], state)
         t, state = self._audio_out(wav, state, state["n0"] * SAMPLES_PER_FRAME)
@@ -279,7 +317,8 @@ class ModelBackend:
         state = {**state, "mel": ms, "mel_pending": buf[:, use:]}
         if use == 0:
             return BackendOutput(pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32)), state
-        out, pst = self.pipe.music2motion_step(buf[:, :use], state["pipe"], state["spec"])
+        out, pst = self.pipe.music2motion_step(buf[:, :use], state["pipe"], state["spec"],
+                                               grid=self._grid(w, state, state["s0"] / self.sr))
         state = {**state, "pipe": pst, "fed": state["fed"] + use}
         j = np.asarray(out["joints"], np.float32)  # (2k', 18, 3)
         times = self._pose_times(state["s0"], state["out_frames"], len(j))
@@ -304,7 +343,7 @@ class ModelBackend:
         k = (end - state["s0"]) // spl - state["fed"]
         if k < 1:
             return BackendOutput(audio=np.zeros(0, np.float32), audio_time=(state["s0"] + state["out_samples"]) / self.sr), state
-        out, pst = self._nv.joint_step(int(k), state["pipe"], state["spec"])
+        out, pst = self._nv.joint_step(int(k), state["pipe"], state["spec"], grid=self._grid(w, state, state["s0"] / self.sr))
         state = {**state, "pipe": pst, "fed": state["fed"] + int(k)}
         wav, state, dec_ms = self._vocode(out["mel"], state)
         t, state = self._audio_out(wav, state, state["s0"])
@@ -331,7 +370,7 @@ def _cached_pipeline(weights_dir: str | None, device: str):
 
 def load_model_backend(mode: str, weights_dir: str | None = None, device: str = "cpu", steps: int = 4,
                        guidance: float = 3.5, seed: int = 0, overlap: int = 8, blend: int = 1,
-                       threads: int | None = None) -> ModelBackend:
+                       threads: int | None = None, beat: float = 1.0) -> ModelBackend:
     """The shipped (or ``weights_dir``'s) model as a live back-end; loaded once per (folder, device)."""
     from pathlib import Path
 
@@ -359,7 +398,7 @@ def load_model_backend(mode: str, weights_dir: str | None = None, device: str = 
         size = read_checkpoint_json(dit_p, "dit").get("meta", {}).get("train_config", {}).get("size", size)
     except Exception:
         pass
-    return ModelBackend(mode, pipe, steps, guidance, seed, overlap, blend, name=f"MoMu-Diffusion {size}")
+    return ModelBackend(mode, pipe, steps, guidance, seed, overlap, blend, name=f"MoMu-Diffusion {size}", beat=beat)
 
 
-__all__ = ["ModelBackend", "load_model_backend", "mel_stream", "mel_stream_init", "interp_poses", "fill_invalid"]
+__all__ = ["ModelBackend", "load_model_backend", "window_grid", "mel_stream", "mel_stream_init", "interp_poses", "fill_invalid"]
