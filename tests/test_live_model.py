@@ -251,3 +251,35 @@ def test_cli_live_motion2music_runs_the_model(dancer_video, tmp_path):
     session = json.loads((rec / "session.json").read_text())
     assert "model: MoMu-Diffusion" in session["backend"] and session["windows"] >= 5
     assert session["latency"]["model"]["n"] >= 5 and session["latency"]["decode"]["median"] > 0
+
+
+def test_window_grid_is_the_engine_tempo_in_stream_time():
+    from momu_live.live.model_backend import window_grid
+
+    w = _dance_windows(seconds=3.5)[2]
+    assert window_grid(w, 0.0) is None  # tempo unknown: no guidance
+    w.bpm, w.beat_time, w.meter = 120.0, 10.25, 3
+    g = window_grid(w, stream_t0=10.0)
+    b = np.asarray(g.beats)
+    assert g.beats_per_bar == 3 and np.allclose(np.diff(b), 0.5)
+    assert np.isclose(np.min(np.abs(b - 0.25)), 0.0)  # the tracked beat, in stream time
+    assert b[0] <= w.t_start - 10.0 and b[-1] >= w.t_end - 10.0  # covers the window
+
+
+def test_live_beat_guidance_follows_the_tracked_tempo_and_the_control(pipeline):
+    def run(bpm, controls=None):
+        be = ModelBackend("motion2music", pipeline, steps=2, seed=3, overlap=8, blend=1)
+        wins = _dance_windows(seconds=4.5)
+        for w in wins:
+            w.bpm, w.beat_time = bpm, (1.0 if bpm else None)
+            w.controls = dict(controls or {})
+        outs, st = _run(be, wins)
+        return np.concatenate([o.audio for o in outs]), st, be
+
+    free, _, _ = run(0.0)  # no tempo: unguided
+    off, st_off, be_off = run(120.0, {"/momu/engine/set/beat": 0.0})
+    on, st_on, be_on = run(120.0)
+    assert np.isfinite(on).all() and len(on) == len(free) == len(off)
+    assert np.array_equal(off, free)  # strength 0 over OSC switches guidance off
+    assert not np.allclose(on, free, atol=1e-3)  # a tracked tempo guides the windows
+    assert st_off["spec"].beat.iters > 0 and st_off["spec"].beat.music_step == 0.0 and "beat 0" in be_off.info.label

@@ -5,7 +5,9 @@ end: VAE encode of the input, sampling, VAE decode and the vocoder (music output
 procedural (a synthetic dancer, a click-and-tone track), so the numbers need no data.  Rows with
 task ``*_live`` time one live window step (``Pipeline.*_step``, ``--window`` new latent frames after
 an ``--overlap`` prefix) divided by the window's duration; ``first_window`` rows time the first
-window of a music->motion stream (the live latency to the first pose).  ``--json`` prints
+window of a music->motion stream (the live latency to the first pose).  With ``--beat X`` (default 1)
+every row is also timed with beat guidance (models/guidance.py) onto the inputs' 120 BPM grid, side by
+side (task ``<task>+beat``), so its cost is a ratio measured in the same run.  ``--json`` prints
 ``{"rows": [{task, steps, seconds, device, rtf, ...}], ...}``.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--overlap", type=int, default=4, help="live window: inpainted prefix frames")
     p.add_argument("--blend", type=int, default=4, help="live window: cross-faded frames")
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--beat", type=float, default=1.0, help="also time beat-guided rows at this strength (0: skip)")
     p.add_argument("--weights", default=None, help="folder with vae/dit weights (default: shipped)")
     p.add_argument("--vocoder", default="fast", help="fast, hifigan or griffinlim")
     p.add_argument("--debug-model", action="store_true", help="tiny untrained models (plumbing check only)")
@@ -75,10 +78,14 @@ def run(args) -> int:
 
     import torch
 
+    from dataclasses import replace
+
     from momu_live import MomuError
     from momu_live.models.generation import SamplerSpec
+    from momu_live.models.guidance import BeatSpec, grid_from_tempo
 
     torch.set_num_threads(args.threads)
+    beats = [(False, 1.0)] + ([(True, args.beat)] if args.beat > 0 else [])
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MomuError("--device cuda asked but CUDA is not available")
@@ -102,18 +109,21 @@ def run(args) -> int:
             if args.guidance is not None:
                 spec = SamplerSpec(spec.sampler, spec.steps, spec.schedule, args.guidance, spec.tc)
             for task in tasks:
-                if task == "motion2music":
-                    fn = lambda: pipe.motion2music(joints, 0, spec)  # noqa: E731
-                elif task == "music2motion":
-                    fn = lambda: pipe.music2motion(wav, 0, spec)  # noqa: E731
-                elif task == "joint":
-                    fn = lambda: pipe.joint(secs, 0, spec)  # noqa: E731
-                else:
-                    raise MomuError(f"unknown task {task!r}")
-                with torch.inference_mode():
-                    dt = _time(fn, sync, args.repeats)
-                rows.append({"task": task, "steps": steps, "sampler": spec.sampler, "seconds": secs, "device": dev.type,
-                             "rtf": dt / secs, "wall_s": dt})
+                for guided, strength in (beats if steps <= 8 else beats[:1]):  # guidance: the few-step path
+                    g = grid_from_tempo(120.0, secs + 1.0) if guided else None
+                    sp = replace(spec, beat=BeatSpec().scaled(strength))
+                    if task == "motion2music":
+                        fn = lambda: pipe.motion2music(joints, 0, sp, grid=g)  # noqa: E731
+                    elif task == "music2motion":
+                        fn = lambda: pipe.music2motion(wav, 0, sp, grid=g)  # noqa: E731
+                    elif task == "joint":
+                        fn = lambda: pipe.joint(secs, 0, sp, grid=g)  # noqa: E731
+                    else:
+                        raise MomuError(f"unknown task {task!r}")
+                    with torch.no_grad():  # not inference_mode: beat guidance takes gradients through the decoders
+                        dt = _time(fn, sync, args.repeats)
+                    rows.append({"task": task + ("+beat" if guided else ""), "steps": steps, "sampler": spec.sampler,
+                                 "seconds": secs, "device": dev.type, "rtf": dt / secs, "wall_s": dt})
     # live window steps (k new frames after an overlap prefix) and first-window latency
     tb = pipe.tb
     k, O = args.window, args.overlap
@@ -127,29 +137,31 @@ def run(args) -> int:
         if args.guidance is not None:
             spec = SamplerSpec(spec.sampler, steps, None, args.guidance, spec.tc)
         for task in tasks:
-            def live(task=task, spec=spec):
-                st = pipe.init_stream(task, O, 0, args.blend)
-                n = 2 * k
-                # prime one window so the timed step has a full overlap prefix
-                if task == "motion2music":
-                    _, st = pipe.motion2music_step(joints[:n], st, spec)
-                    return lambda: pipe.motion2music_step(joints[n:2 * n], st, spec)
-                if task == "music2motion":
-                    _, st = pipe.music2motion_step(mel[:, : 8 * k], st, spec)
-                    return lambda: pipe.music2motion_step(mel[:, 8 * k: 16 * k], st, spec)
-                _, st = pipe.joint_step(k, st, spec)
-                return lambda: pipe.joint_step(k, st, spec)
+            for guided, strength in beats:
+                def live(task=task, spec=replace(spec, beat=BeatSpec().scaled(strength)),
+                         g=grid_from_tempo(120.0, 20.0) if guided else None):
+                    st = pipe.init_stream(task, O, 0, args.blend)
+                    n = 2 * k
+                    # prime one window so the timed step has a full overlap prefix
+                    if task == "motion2music":
+                        _, st = pipe.motion2music_step(joints[:n], st, spec, grid=g)
+                        return lambda: pipe.motion2music_step(joints[n:2 * n], st, spec, grid=g)
+                    if task == "music2motion":
+                        _, st = pipe.music2motion_step(mel[:, : 8 * k], st, spec, grid=g)
+                        return lambda: pipe.music2motion_step(mel[:, 8 * k: 16 * k], st, spec, grid=g)
+                    _, st = pipe.joint_step(k, st, spec, grid=g)
+                    return lambda: pipe.joint_step(k, st, spec, grid=g)
 
-            with torch.inference_mode():
-                dt = _time(live(), sync, max(3, args.repeats))
-            rows.append({"task": f"{task}_live", "steps": steps, "sampler": spec.sampler, "seconds": round(win_s, 3),
-                         "device": dev.type, "rtf": dt / win_s, "wall_s": dt})
+                with torch.no_grad():
+                    dt = _time(live(), sync, max(3, args.repeats))
+                rows.append({"task": f"{task}_live" + ("+beat" if guided else ""), "steps": steps, "sampler": spec.sampler,
+                             "seconds": round(win_s, 3), "device": dev.type, "rtf": dt / win_s, "wall_s": dt})
         if "music2motion" in tasks:
             def first(spec=spec):
                 st = pipe.init_stream("music2motion", O, 0, args.blend)
                 return pipe.music2motion_step(mel[:, : 8 * k], st, spec)
 
-            with torch.inference_mode():
+            with torch.no_grad():
                 dt = _time(first, sync, max(3, args.repeats))
             rows.append({"task": "music2motion_first_window", "steps": steps, "sampler": spec.sampler,
                          "seconds": round(win_s, 3), "device": dev.type, "rtf": dt / win_s, "wall_s": dt})
@@ -171,4 +183,11 @@ def run(args) -> int:
             for steps in _ints(args.steps):
                 if (task, steps, a) in by and (task, steps, b) in by:
                     print(f"  {task:<14} {steps:>3} steps: x{by[(task, steps, b)] / by[(task, steps, a)]:.2f}")
+    guided = [r for r in rows if r["task"].endswith("+beat")]
+    if guided:
+        print("beat guidance cost (guided / unguided wall time, same run):")
+        for r in guided:
+            base = by.get((r["task"][: -len("+beat")], r["steps"], r["seconds"]))
+            if base:
+                print(f"  {r['task']:<24} {r['steps']:>3} steps {r['seconds']:>6} s: x{r['wall_s'] / base:.2f}")
     return 0

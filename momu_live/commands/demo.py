@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
     p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beat-strength", type=float, default=1.0,
+                   help="beat guidance (models/guidance.py): music follows the dancer's tempo, the dance the music's beats; 0: off")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-video", action="store_true", help="skip the MP4 renders")
@@ -103,7 +105,14 @@ def run(args) -> int:
         raise MomuError(f"{out} exists and is not empty; pass --force or another --out")
     out.mkdir(parents=True, exist_ok=True)
     sr, fps = tb.sample_rate, float(tb.motion_rate)
-    spec = SamplerSpec(sampler="euler", steps=args.steps, guidance=args.guidance)
+    import math
+
+    from momu_live.models import guidance as G
+
+    if not (math.isfinite(args.beat_strength) and args.beat_strength >= 0):
+        raise MomuError(f"--beat-strength must be >= 0, got {args.beat_strength}")
+    spec = SamplerSpec(sampler="euler", steps=args.steps, guidance=args.guidance,
+                       beat=G.BeatSpec().scaled(args.beat_strength))
     timings = {}
 
     def step(msg):
@@ -122,10 +131,17 @@ def run(args) -> int:
     music, _ = load_audio(DEMO_MUSIC, sr)
     music = music[: int(args.seconds * sr)]
 
+    # beat grids: the dancer's tempo for the music, the music's beats for the dance
+    guided = args.beat_strength > 0
+    grids = {"dancer": G.grid_from_motion(dance, fps) if guided else None,
+             "music": G.grid_from_music(music, sr) if guided else None}
+    for k, g in grids.items():
+        con.print(f"beat grid from the {k}: " + (f"{g.bpm:.1f} BPM" if g is not None else "off (--beat-strength 0)"))
+
     # 1) motion -> music
     t0 = time.perf_counter()
     with step(f"motion -> music: {len(dance) / fps:.1f} s of dance, {args.steps} steps"):
-        res = pipe.motion2music(dance, args.seed, spec)
+        res = pipe.motion2music(dance, args.seed, spec, grid=grids["dancer"])
     timings["motion2music_s"] = time.perf_counter() - t0
     gen_music = res["wav"].numpy()
     files = {"music_for_dance": save_wav(out / "music_for_dance.wav", gen_music, sr)}
@@ -133,7 +149,7 @@ def run(args) -> int:
     # 2) music -> motion
     t0 = time.perf_counter()
     with step(f"music -> motion: {len(music) / sr:.1f} s of music, {args.steps} steps"):
-        res2 = pipe.music2motion(music, args.seed, spec)
+        res2 = pipe.music2motion(music, args.seed, spec, grid=grids["music"])
     timings["music2motion_s"] = time.perf_counter() - t0
     gen_motion = Motion(joints=res2["joints"], fps=fps, meta={"source": "momu demo music2motion", "music": DEMO_MUSIC.name})
     files["dance_for_music"] = gen_motion.save(out / "dance_for_music.npz")
@@ -172,6 +188,9 @@ def run(args) -> int:
     ])
 
     summary = {"out": str(out), "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+               "beat_strength": args.beat_strength,
+               "beat_grids": {k: (None if g is None else {"bpm": g.bpm, "beats_per_bar": g.beats_per_bar, "source": g.source})
+                              for k, g in grids.items()},
                "seconds": args.seconds, "device": args.device, "threads": args.threads, "timings": timings,
                "rtf": {"motion2music": timings["motion2music_s"] / (len(dance) / fps),
                        "music2motion": timings["music2motion_s"] / (len(music) / sr)},

@@ -249,6 +249,10 @@ def _plot(summary, steps, many, path) -> None:
             if many:
                 m = next(r[key] for r in summary if r["task"] == task and r["setting"] == f"ddpm{many}")
                 ax.axhline(m, color=col, ls="--", label=f"{task} DDPM {many} steps")
+            for r in summary:
+                if r["task"] == task and "+beat" in r["setting"]:
+                    n = int(r["setting"].split("+")[0].replace("euler", ""))
+                    ax.plot([n], [r[key]], "*", ms=12, color=col, label=f"{task} {r['setting']} (beat guidance)")
         for task, ls in (("gt", ":"), ("shuffled", "-.")):
             ax.axhline(next(r[key] for r in summary if r["task"] == task), color="k", ls=ls, label=task)
         ax.set_xscale("log", base=2)
