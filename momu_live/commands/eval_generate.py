@@ -10,7 +10,8 @@ formula), LORIS 1-s beat F1, beat F +-70 ms, Bailando BAS; plus Frechet distance
 frames (80-d) and motion feature frames (108-d, models/vae.motion_features) against the ground truth.
 ``--long S`` also measures seams: S seconds generated in live windows (``--window``/``--overlap``)
 and in one pass; frame-to-frame jumps at window borders vs elsewhere.
-Writes OUT/eval_generate.json, OUT/eval_generate.md (tables) and OUT/eval_generate.png.
+Writes OUT/eval_generate.json, OUT/eval_generate.md (tables), OUT/eval_generate.png (quality vs steps) and
+OUT/eval_generate_beats.png (the first dance's beats: ground truth, each direction unguided and beat-guided).
 """
 from __future__ import annotations
 
@@ -136,12 +137,18 @@ def run(args) -> int:
     feats = {"mel_gt": [], "motion_gt": []}
     timing = {}
     grid_report = []
+    # beat plot of the first dance: ground truth, then each direction unguided and beat-guided at --beat-steps
+    picture = {f"euler{args.beat_steps}"} | {name for name, _, beat in specs if beat}
+    panels = []
     total = len(dances) * (2 + 2 * len(specs))
     bar = tqdm(total=total, desc="eval generate", disable=args.no_progress)
     for i, d in enumerate(dances):
         nxt = dances[(i + 1) % len(dances)]
         gm = Motion(joints=d["joints"], fps=fps)
-        rows.append({"dance": d["id"], "task": "gt", "setting": "-", **headline(score_pair(gm, d["wav"], sr, d["genre"]))})
+        sc = score_pair(gm, d["wav"], sr, d["genre"])
+        rows.append({"dance": d["id"], "task": "gt", "setting": "-", **headline(sc)})
+        if i == 0:
+            panels.append((f"{d['id']}: ground-truth pair", d["joints"], fps, d["wav"], sr, sc))
         bar.update(1)
         rows.append({"dance": d["id"], "task": "shuffled", "setting": "-",
                      **headline(score_pair(gm, nxt["wav"], sr, nxt["genre"]))})
@@ -159,15 +166,19 @@ def run(args) -> int:
             timing.setdefault(("motion2music", name), []).append(time.perf_counter() - t0)
             wav = r["wav"].numpy()
             feats.setdefault(f"mel_{name}", []).append(r["mel"].cpu().numpy().T)
-            rows.append({"dance": d["id"], "task": "motion2music", "setting": name,
-                         **headline(score_pair(gm, wav, sr, d["genre"]))})
+            sc = score_pair(gm, wav, sr, d["genre"])
+            rows.append({"dance": d["id"], "task": "motion2music", "setting": name, **headline(sc)})
+            if i == 0 and name in picture:
+                panels.append((f"{d['id']}: input dance + music generated ({name})", d["joints"], fps, wav, sr, sc))
             bar.update(1)
             t0 = time.perf_counter()
             r = pipe.music2motion(d["wav"], args.seed + i, spec, grid=grids["music"] if beat else None)
             timing.setdefault(("music2motion", name), []).append(time.perf_counter() - t0)
             feats.setdefault(f"motion_{name}", []).append(motion_features(r["joints"]))
-            rows.append({"dance": d["id"], "task": "music2motion", "setting": name,
-                         **headline(score_pair(Motion(joints=r["joints"], fps=fps), d["wav"], sr, d["genre"]))})
+            sc = score_pair(Motion(joints=r["joints"], fps=fps), d["wav"], sr, d["genre"])
+            rows.append({"dance": d["id"], "task": "music2motion", "setting": name, **headline(sc)})
+            if i == 0 and name in picture:
+                panels.append((f"{d['id']}: input music + dance generated ({name})", r["joints"], fps, d["wav"], sr, sc))
             bar.update(1)
     bar.close()
     keys = ["coherence_z", "fine_f1", "loris_f1", "beatF_70ms", "bas"]
@@ -188,7 +199,7 @@ def run(args) -> int:
         for task in ("motion2music", "music2motion"):
             many = next(r for r in summary if r["task"] == task and r["setting"] == f"ddpm{args.many}")
             for r in summary:
-                if r["task"] == task and r["setting"].startswith("euler"):
+                if r["task"] == task and r["setting"].startswith("euler") and "+beat" not in r["setting"]:
                     retention[f"{task}/{r['setting']}"] = {
                         k: (r[k] / many[k] if many[k] else float("nan")) for k in ("coherence_z", "fine_f1")}
     seams = {}
@@ -230,8 +241,13 @@ def run(args) -> int:
                 md.append(f"| {k} | {sig} | {s['border_jump']:.4f} | {s['other_jump']:.4f} | {s['ratio']:.2f} | {s['other_p95']:.4f} |")
     (out / "eval_generate.md").write_text("\n".join(md) + "\n")
     _plot(summary, steps, args.many, out / "eval_generate.png")
+    from momu_live.commands.demo import _plot as beat_plot
+
+    order = lambda p: 0 if "ground-truth" in p[0] else (1 if "music generated" in p[0] else 2)  # noqa: E731
+    beat_plot(out / "eval_generate_beats.png", sorted(panels, key=order))
     print("\n".join(md))
-    print(f"wrote {out / 'eval_generate.json'}, {out / 'eval_generate.md'}, {out / 'eval_generate.png'}")
+    print(f"wrote {out / 'eval_generate.json'}, {out / 'eval_generate.md'}, {out / 'eval_generate.png'}, "
+          f"{out / 'eval_generate_beats.png'}")
     return 0
 
 
