@@ -278,7 +278,7 @@ class BeatSpec:
     music_step: float = 0.08
     motion_step: float = 0.02
     iters: int = 4
-    t_max: float = 1.0
+    t_max: float = 0.6  # the second half of the path: earlier estimates are too blurry to steer (same lock, half the cost)
 
     def __post_init__(self):
         if not (self.music_step >= 0 and self.motion_step >= 0 and self.iters >= 0 and 0 <= self.t_max <= 1):

@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", default=None, help="weights folder, or 'passthrough' (default: the shipped model)")
     p.add_argument("--steps", type=int, default=4, help="sampling steps of the model")
+    p.add_argument("--beat-strength", type=float, default=1.0, help="beat guidance of the model (0: off)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the statistics")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", default=None, metavar="PNG", help="write latency and RSS over time to this PNG")
@@ -69,7 +70,8 @@ def run(args) -> int:
             eng.stats.add("e2e_wire", (arrival - w) * 1000.0)
 
     mon = OscMonitor(keep=False, on_pose=on_pose)
-    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode, args.model, steps=args.steps, threads=args.threads),
+    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode, args.model, steps=args.steps, threads=args.threads,
+                                                                                                beat=args.beat_strength),
                         make_output(None, "127.0.0.1", mon.port))
     box["engine"] = engine
     ru0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -32,6 +32,7 @@ def register(subparsers) -> None:
                    "beats for music->motion, the dancer's tempo for motion->music; 0: no guided rows)")
     p.add_argument("--beat-iters", type=int, default=None, help="gradient steps per sampling step (default: BeatSpec's)")
     p.add_argument("--beat-steps", type=int, default=4, help="sampling steps of the guided rows")
+    p.add_argument("--beat-tmax", type=float, default=None, help="guide only at flow times t <= this (default: BeatSpec's)")
     p.add_argument("--seconds", type=float, default=30.0, help="crop each dance to this many seconds")
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
     p.add_argument("--long", type=float, default=120.0, help="seconds for the seam test (0: skip)")
@@ -71,6 +72,15 @@ def headline(s: dict) -> dict:
         "beatF_70ms": s["beat_f"]["flux_beats"]["70ms"]["f"],
         "bas": s["bas"]["bailando"],
     }
+
+
+def _beat_spec(args):
+    from dataclasses import replace
+
+    from momu_live.models.guidance import BeatSpec
+
+    kw = {k: v for k, v in (("iters", args.beat_iters), ("t_max", args.beat_tmax)) if v is not None}
+    return replace(BeatSpec(), **kw)
 
 
 def seam_stats(x, borders, what: str) -> dict:
@@ -125,7 +135,7 @@ def run(args) -> int:
         specs.append((f"ddpm{args.many}", SamplerSpec(sampler="ddpm", steps=args.many, guidance=args.guidance), False))
     for b in [float(x) for x in str(args.beat).split(",") if x.strip() and float(x) > 0]:
         specs.append((f"euler{args.beat_steps}+beat{b:g}", SamplerSpec(steps=args.beat_steps, guidance=args.guidance,
-                                                                      beat=(BeatSpec() if args.beat_iters is None else BeatSpec(iters=args.beat_iters)).scaled(b)), True))
+                                                                      beat=_beat_spec(args).scaled(b)), True))
     dances = []
     for did in val:
         p = load_dwm(data, [did])[0]
