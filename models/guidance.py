@@ -112,21 +112,23 @@ def grid_from_motion(joints: np.ndarray, fps: float, genre: str | None = None, b
 
     Score of a tempo: Rayleigh ``|c|`` of the feet speed on the beat phase, + ``|c|`` of the pelvis height
     on the bar phase in triple metre (|c| does not depend on the grid's phase, so only the tempo is searched, over
-    ``bpm_range``: the genre's standard tempo +-15 % when the genre is known, else 70-150 BPM).  The
-    phase is then set so the feet are slowest on the beat, as in the ground-truth dances (steps land on
-    the beat).  A steady tempo suits ballroom and club music; rubato dances lock worse.
+    ``bpm_range``: the genre's standard tempo +-15 % when the genre is known, else 70-150 BPM).  Metre:
+    ``beats_per_bar``, else the genre's, else detected: triple when the pelvis rises and falls once per
+    three beats clearly (best bar ``|c|`` > ``TRIPLE_LOCK``; 24/24 DwM waltzes, tempo within 3 % of the
+    music's on all of them), else 4.  The phase is then set so the feet are slowest on the beat, as in the
+    ground-truth dances (steps land on the beat).  A steady tempo suits ballroom and club music; rubato
+    dances lock worse.
     """
     from momu_live.models.beats import GENRE_START_BPM
     from momu_live.models.kinematics import feet_speed, pelvis_height
     from momu_live.models.metrics import beats_per_bar as bpb_of
 
-    bpb = int(beats_per_bar or bpb_of(genre))
     j = np.asarray(joints, np.float64)
     seconds = len(j) / fps
     if seconds < 4.0:
         raise MomuError(f"need >= 4 s of motion to find the dancer's tempo, got {seconds:.1f} s; give --bpm")
+    g = (genre or "").lower()
     if bpm_range is None:
-        g = (genre or "").lower()
         bpm_range = (GENRE_START_BPM[g] * 0.85, GENRE_START_BPM[g] * 1.15) if g in GENRE_START_BPM else MOTION_BPM_RANGE
     feet = feet_speed(j, fps)
     pel = pelvis_height(j, fps)
@@ -136,17 +138,27 @@ def grid_from_motion(joints: np.ndarray, fps: float, genre: str | None = None, b
     bpms = np.arange(bpm_range[0], bpm_range[1] + 1e-9, bpm_step)
     ph = t[None, :] * bpms[:, None] / 60.0  # (n_bpm, T) beats
     c_beat = np.abs((zf[None] * np.exp(2j * np.pi * ph)).mean(1))  # (n_bpm,)
-    c_bar = np.abs((zp[None] * np.exp(2j * np.pi * ph / bpb)).mean(1))
+    c_bar3 = np.abs((zp[None] * np.exp(2j * np.pi * ph / 3)).mean(1))  # (n_bpm,)
+    if beats_per_bar:
+        bpb = int(beats_per_bar)
+    elif genre:
+        bpb = bpb_of(genre)
+    else:
+        bpb = 3 if float(c_bar3.max()) > TRIPLE_LOCK else 4
     # the genre lock of the DwM README: the bar (pelvis rise and fall) carries triple metre, the feet the beat
     # otherwise (on the 11 non-waltz DwM dances adding the bar term moves the estimate away from the music tempo)
-    best = int(np.argmax(c_beat + (c_bar if bpb == 3 else 0.0)))
+    best = int(np.argmax(c_beat + (c_bar3 if bpb == 3 else 0.0)))
     bpm = float(bpms[best])
     c = (zf * np.exp(2j * np.pi * t * bpm / 60.0)).mean()
     # feet speed peaks at phase angle(c); put the beat half a beat away from the peak (feet slowest)
     peak = float(np.angle(c) / (2 * np.pi)) % 1.0
     offset = ((peak + 0.5) % 1.0) * 60.0 / bpm
-    g = grid_from_tempo(bpm, seconds, bpb, offset)
-    return BeatGrid(g.beats, bpb, "dancer's tempo")
+    grid = grid_from_tempo(bpm, seconds, bpb, offset)
+    return BeatGrid(grid.beats, bpb, "dancer's tempo")
+
+
+# pelvis |c| on a 3-beat bar above which a dance is taken as triple metre (DwM waltzes: 0.49-0.59)
+TRIPLE_LOCK = 0.3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,6 +221,8 @@ def _hinge(c: torch.Tensor, target: float) -> torch.Tensor:
 class MotionBeatObjective:
     """Feet speed on the beat phase + pelvis height on the bar phase (any phase), decoded through the VAE."""
 
+    default_t_max = 0.6
+
     def __init__(self, vae, grid: BeatGrid, start_s: float = 0.0, target_beat: float = 0.25, target_bar: float = 0.6,
                  highpass_s: float = 2.0, timebase=DEFAULT_TIMEBASE):
         self.vae, self.grid, self.start_s = vae, grid, float(start_s)
@@ -233,6 +247,8 @@ class MotionBeatObjective:
 class MusicBeatObjective:
     """Onsets of the decoded mel on the beats (phase 0) and accented on the bar."""
 
+    default_t_max = 0.6
+
     def __init__(self, vae, grid: BeatGrid, start_s: float = 0.0, target_beat: float = 0.3, target_bar: float = 0.1,
                  timebase=DEFAULT_TIMEBASE):
         self.vae, self.grid, self.start_s = vae, grid, float(start_s)
@@ -256,6 +272,8 @@ class MusicBeatObjective:
 class JointBeatObjective:
     """Joint generation: rows [0, B) music, [B, 2B) motion, both on the same grid."""
 
+    default_t_max = 1.0
+
     def __init__(self, music: MusicBeatObjective, motion: MotionBeatObjective):
         self.music, self.motion = music, motion
 
@@ -273,15 +291,19 @@ class BeatSpec:
     """How hard to guide: ``music_step`` / ``motion_step`` (latent standard deviations per gradient step,
     RMS over the window) for music / motion rows, ``iters`` gradient steps per sampler step, applied while
     flow time t <= ``t_max``.  Defaults: the largest steps that leave the Frechet distances of the
-    validation dances unchanged (docs/MODEL_CARD.md, "Beat guidance").  0 switches a modality off."""
+    validation dances unchanged (docs/MODEL_CARD.md, "Beat guidance").  0 switches a modality off.
+    ``t_max`` None: 0.6 for conditional generation (the second half of the path: earlier estimates are too
+    blurry to steer; same lock at half the cost of guiding every step), 1.0 for joint generation (nothing
+    else sets the tempo there, so the grid must shape the first estimates too)."""
 
     music_step: float = 0.08
     motion_step: float = 0.02
     iters: int = 4
-    t_max: float = 0.6  # the second half of the path: earlier estimates are too blurry to steer (same lock, half the cost)
+    t_max: float | None = None  # None: the objective's default (``DEFAULT_T_MAX``)
 
     def __post_init__(self):
-        if not (self.music_step >= 0 and self.motion_step >= 0 and self.iters >= 0 and 0 <= self.t_max <= 1):
+        if not (self.music_step >= 0 and self.motion_step >= 0 and self.iters >= 0
+                and (self.t_max is None or 0 <= self.t_max <= 1)):
             raise MomuError(f"beat guidance needs steps >= 0, iters >= 0 and 0 <= t_max <= 1, got {self}")
 
     def scaled(self, factor: float) -> "BeatSpec":
@@ -298,7 +320,8 @@ class BeatGuidedDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         den = self.inner(x, sigma)  # (B, C, L)
         t = float(sigma_to_t(sigma[:1].float()))
-        if self.spec.iters <= 0 or t > self.spec.t_max:
+        t_max = self.spec.t_max if self.spec.t_max is not None else getattr(self.objective, "default_t_max", 1.0)
+        if self.spec.iters <= 0 or t > t_max:
             return den
         return guide_latents(den, self.objective, self.objective.steps(self.spec, den.shape[0]), self.spec.iters)
 

@@ -51,40 +51,210 @@ class TrainConfig:
 # data
 
 
-def pack_audio(out: str | Path, train: dict[str, np.ndarray], val: dict[str, np.ndarray]) -> Path:
-    """Write an int16 audio pack (``train/<name>``, ``val/<name>``; float32 in [-1, 1] in, 22.05 kHz)."""
+@dataclass
+class PackConfig:
+    """What ``pack_training_audio`` takes from each source (seconds at 22.05 kHz)."""
+    seconds_per_dance: float = 28.0  # DwM training dances: this much from ``offset_s``
+    val_seconds: float = 10.0  # DwM validation dances (``val/<id>``) and held-out corpus tracks (``corpus_val/<name>``)
+    offset_s: float = 8.0
+    corpus_seconds: float = 30.0  # cap per corpus training track (its middle part)
+    corpus_tracks: int = 0  # training tracks per corpus source (seeded choice; 0: all)
+    corpus_val: int = 4  # tunes held out per corpus source into ``corpus_val/`` (never in train)
+    seed: int = 0
+    max_mib: float = 64.0  # refuse to write a larger pack (0: no limit)
+
+
+PACK_MANIFEST = "manifest.json"  # uint8 JSON array inside the pack: source/seconds/origin of every track
+
+
+def pack_audio(out: str | Path, train: dict[str, np.ndarray], val: dict[str, np.ndarray],
+               groups: dict[str, dict[str, np.ndarray]] | None = None, manifest: dict | None = None) -> Path:
+    """Write an int16 audio pack (``train/<name>``, ``val/<name>``, ``<group>/<name>`` for extra ``groups``;
+    float32 in [-1, 1] in, 22.05 kHz) with an optional JSON ``manifest``."""
     arrs = {}
-    for split, d in (("train", train), ("val", val)):
+    for split, d in (("train", train), ("val", val), *(groups or {}).items()):
         for k, w in d.items():
             arrs[f"{split}/{k}"] = np.clip(np.round(np.asarray(w, np.float32) * 32767), -32768, 32767).astype(np.int16)
+    if manifest is not None:
+        arrs[PACK_MANIFEST] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrs)
     return out
 
 
-def pack_dwm_audio(root: str | Path, out: str | Path, seconds_per_dance: float = 28.0, val_seconds: float = 10.0,
-                   offset_s: float = 8.0, progress: bool = True) -> Path:
-    """A compact audio pack from a DwM folder: ``seconds_per_dance`` of each training dance (from ``offset_s``),
-    ``val_seconds`` of each validation dance."""
+def folder_kind(root: str | Path) -> str:
+    """"dwm" for a DwM-format folder, "corpus" for a ``momu data corpus`` folder; MomuError otherwise."""
+    import csv
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MomuError(f"{root} not found or not a folder; give a DwM-format folder or a music corpus folder "
+                        "(from `momu data corpus --out DIR`)")
+    fields: list[str] = []
+    if (root / "index.csv").is_file():
+        with open(root / "index.csv", newline="") as f:
+            fields = next(csv.reader(f), [])
+    if "dance_id" in fields:
+        return "dwm"
+    if {"file", "source", "title"} <= set(fields) and (root / "wav").is_dir():
+        return "corpus"
+    raise MomuError(f"{root} is neither a DwM-format folder (index.csv with a dance_id column) nor a music corpus "
+                    "folder (index.csv with file,source,title columns + wav/, written by `momu data corpus --out DIR`); "
+                    "point at one of those")
+
+
+def _middle(wav: np.ndarray, seconds: float) -> np.ndarray:
+    """The middle ``seconds`` of ``wav`` (all of it when shorter)."""
+    n = int(seconds * SAMPLE_RATE)
+    a = max(0, (len(wav) - n) // 2)
+    return wav[a : a + n]
+
+
+def _corpus_split(root: Path, cfg: PackConfig) -> tuple[list[dict], list[dict]]:
+    """(training rows, held-out rows) of a corpus index: per source, ``corpus_val`` seeded titles held out whole
+    (every variant of a held-out tune), then at most ``corpus_tracks`` seeded training rows."""
+    import csv
+
+    with open(root / "index.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [r["file"] for r in rows if not (root / r["file"]).is_file()]
+    if missing:
+        raise MomuError(f"{root}/index.csv lists {len(missing)} missing files (first: {missing[0]}); re-run "
+                        f"`momu data corpus --out {root}`")
+    rng = np.random.default_rng(cfg.seed)
+    train, held = [], []
+    for src in sorted({r["source"] for r in rows}):
+        rs = sorted((r for r in rows if r["source"] == src), key=lambda r: r["file"])
+        titles = sorted({r["title"] for r in rs})
+        k = min(cfg.corpus_val, max(0, len(titles) - 1))  # always leave a title for training
+        out_titles = {titles[i] for i in rng.permutation(len(titles))[:k]}
+        held += [r for r in rs if r["title"] in out_titles]
+        tr = [r for r in rs if r["title"] not in out_titles]
+        if cfg.corpus_tracks > 0 and len(tr) > cfg.corpus_tracks:
+            tr = [tr[i] for i in sorted(rng.permutation(len(tr))[: cfg.corpus_tracks])]
+        train += tr
+    return train, held
+
+
+def pack_training_audio(out: str | Path, dwm: str | Path | None = None, corpora: list[str | Path] | tuple = (),
+                        cfg: PackConfig | None = None, progress: bool = True) -> Path:
+    """An audio pack from a DwM folder and/or music corpus folders (``momu data corpus``).
+
+    DwM: ``train/<id>`` = ``seconds_per_dance`` of each training dance from ``offset_s``; ``val/<id>`` =
+    ``val_seconds`` of each validation dance (models/datasets.split_dwm), exactly as ``pack_dwm_audio``.
+    Corpus: ``train/<stem>`` = the middle ``corpus_seconds`` of each training track; ``corpus_val/<stem>`` = the
+    middle ``val_seconds`` of the held-out tracks (``_corpus_split``).  The pack's manifest records the source,
+    seconds and origin of every track (``pack_sources`` sums it)."""
     from tqdm import tqdm
 
     from momu_live.models.audio import load_audio
     from momu_live.models.datasets import dwm_ids, split_dwm
 
-    root = Path(root)
-    tr_ids, va_ids = split_dwm(dwm_ids(root))
-    train, val = {}, {}
-    for did in tqdm(tr_ids + va_ids, desc="pack audio", disable=not progress):
-        wav, _ = load_audio(root / did / "audio.flac", SAMPLE_RATE)
-        secs = seconds_per_dance if did in tr_ids else val_seconds
-        a = min(int(offset_s * SAMPLE_RATE), max(0, len(wav) - int(secs * SAMPLE_RATE)))
-        (train if did in tr_ids else val)[did] = wav[a : a + int(secs * SAMPLE_RATE)]
-    return pack_audio(out, train, val)
+    cfg = cfg or PackConfig()
+    if dwm is None and not corpora:
+        raise MomuError("nothing to pack: give a DwM folder and/or --corpus folders")
+    jobs: list[tuple[str, str, str, Path, float, str]] = []  # (split, name, source, file, seconds, where)
+    if dwm is not None:
+        root = Path(dwm)
+        if folder_kind(root) != "dwm":
+            raise MomuError(f"{root} is a music corpus folder, not a DwM folder; pass it with --corpus")
+        tr_ids, va_ids = split_dwm(dwm_ids(root))
+        jobs += [("train", i, "dwm", root / i / "audio.flac", cfg.seconds_per_dance, "offset") for i in tr_ids]
+        jobs += [("val", i, "dwm", root / i / "audio.flac", cfg.val_seconds, "offset") for i in va_ids]
+    for c in corpora:
+        root = Path(c)
+        if folder_kind(root) != "corpus":
+            raise MomuError(f"{root} is a DwM folder, not a music corpus folder; pass it with --data")
+        tr_rows, va_rows = _corpus_split(root, cfg)
+        jobs += [("train", Path(r["file"]).stem, r["source"], root / r["file"], cfg.corpus_seconds, "middle") for r in tr_rows]
+        jobs += [("corpus_val", Path(r["file"]).stem, r["source"], root / r["file"], cfg.val_seconds, "middle") for r in va_rows]
+    seen: dict[str, Path] = {}
+    for split, name, _, path, _, _ in jobs:
+        key = f"{split}/{name}"
+        if key in seen:
+            raise MomuError(f"two tracks would both be stored as {key} ({seen[key]} and {path}); rename one corpus file")
+        seen[key] = path
+    groups: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}, "corpus_val": {}}
+    tracks, nbytes = {}, 0
+    for split, name, source, path, secs, where in tqdm(jobs, desc="pack audio", disable=not progress):
+        wav, _ = load_audio(path, SAMPLE_RATE)  # (T,)
+        if where == "offset":
+            a = min(int(cfg.offset_s * SAMPLE_RATE), max(0, len(wav) - int(secs * SAMPLE_RATE)))
+            wav = wav[a : a + int(secs * SAMPLE_RATE)]  # (<= secs * sr,)
+        else:
+            wav = _middle(wav, secs)  # (<= secs * sr,)
+        groups[split][name] = wav
+        tracks[f"{split}/{name}"] = {"source": source, "seconds": round(len(wav) / SAMPLE_RATE, 3), "origin": str(path)}
+        nbytes += 2 * len(wav)
+        if cfg.max_mib > 0 and nbytes > cfg.max_mib * 2**20:
+            raise MomuError(f"the pack would exceed {cfg.max_mib:g} MiB ({nbytes / 2**20:.1f} MiB after "
+                            f"{len(tracks)} of {len(jobs)} tracks); lower --corpus-seconds / --corpus-tracks / "
+                            "--seconds-per-dance, or raise --pack-max-mib")
+    manifest = {"format": 1, "sample_rate": SAMPLE_RATE, "pack": asdict(cfg),
+                "dwm": str(dwm) if dwm is not None else None, "corpora": [str(c) for c in corpora], "tracks": tracks}
+    extra = {"corpus_val": groups["corpus_val"]} if groups["corpus_val"] else None
+    return pack_audio(out, groups["train"], groups["val"], extra, manifest)
+
+
+def pack_dwm_audio(root: str | Path, out: str | Path, seconds_per_dance: float = 28.0, val_seconds: float = 10.0,
+                   offset_s: float = 8.0, progress: bool = True) -> Path:
+    """A compact audio pack from a DwM folder: ``seconds_per_dance`` of each training dance (from ``offset_s``),
+    ``val_seconds`` of each validation dance."""
+    cfg = PackConfig(seconds_per_dance=seconds_per_dance, val_seconds=val_seconds, offset_s=offset_s)
+    return pack_training_audio(out, dwm=root, cfg=cfg, progress=progress)
+
+
+def pack_manifest(pack: str | Path) -> dict | None:
+    """The manifest of an audio pack (None for packs written before manifests existed)."""
+    with np.load(pack) as z:
+        if PACK_MANIFEST not in z.files:
+            return None
+        return json.loads(z[PACK_MANIFEST].tobytes().decode())
+
+
+def pack_sources(pack: str | Path) -> dict:
+    """Which audio a pack holds: {split: {source: {"tracks": n, "hours": h, "names": [...]}}} (source "unknown"
+    for packs without a manifest)."""
+    man = pack_manifest(pack)
+    if man is None:
+        with np.load(pack) as z:
+            tracks = {k: {"source": "unknown", "seconds": z[k].shape[0] / SAMPLE_RATE} for k in z.files if "/" in k}
+    else:
+        tracks = man["tracks"]
+    out: dict = {}
+    for key, t in sorted(tracks.items()):
+        split, name = key.split("/", 1)
+        s = out.setdefault(split, {}).setdefault(t["source"], {"tracks": 0, "seconds": 0.0, "names": []})
+        s["tracks"] += 1
+        s["seconds"] += t["seconds"]
+        s["names"].append(name)
+    for by in out.values():
+        for s in by.values():
+            s["hours"] = round(s.pop("seconds") / 3600, 5)
+    return out
+
+
+def load_pack_group(pack: str | Path, group: str) -> dict[str, np.ndarray]:
+    """{name: float32 waveform} of one group (``train``, ``val``, ``corpus_val``) of an audio pack."""
+    with np.load(pack) as z:
+        return {k.split("/", 1)[1]: z[k].astype(np.float32) / 32767 for k in sorted(z.files) if k.startswith(group + "/")}
+
+
+def data_sources(data: str | Path) -> dict:
+    """``pack_sources`` of an audio pack, or the DwM split of a DwM folder (for the checkpoint JSON)."""
+    p = Path(data)
+    if p.is_file():
+        return pack_sources(p)
+    from momu_live.models.datasets import dwm_ids, split_dwm
+
+    tr, va = split_dwm(dwm_ids(p))
+    return {"train": {"dwm": {"tracks": len(tr), "names": tr}}, "val": {"dwm": {"tracks": len(va), "names": va}}}
 
 
 def load_audio_sets(data: str | Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(train waveforms, validation waveforms) float32 from an audio pack or a DwM folder."""
+    """(train waveforms, validation waveforms) float32 from an audio pack or a DwM folder (``corpus_val/`` is
+    not part of either; see ``load_pack_group``)."""
     p = Path(data)
     if not p.exists():
         raise MomuError(f"training data {p} not found; give an audio pack (.npz) or a DwM-format folder")
@@ -99,6 +269,9 @@ def load_audio_sets(data: str | Path) -> tuple[list[np.ndarray], list[np.ndarray
         from momu_live.models.audio import load_audio
         from momu_live.models.datasets import dwm_ids, split_dwm
 
+        if folder_kind(p) == "corpus":
+            raise MomuError(f"{p} is a music corpus folder; pack it first (`momu train vocoder --make-pack OUT.npz "
+                            f"--corpus {p} [--data DWM]`) and train on the pack")
         tr_ids, va_ids = split_dwm(dwm_ids(p))
         tr = [load_audio(p / i / "audio.flac", SAMPLE_RATE)[0] for i in tr_ids]
         va = [load_audio(p / i / "audio.flac", SAMPLE_RATE)[0] for i in va_ids]
@@ -250,6 +423,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     tr, va = load_audio_sets(data)
+    corpus_va = list(load_pack_group(data, "corpus_val").values()) if Path(data).is_file() else []
+    sources = data_sources(data)
     model = build_vocoder_fast(cfg.size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
     step, log, minutes0 = 0, [], 0.0
@@ -269,7 +444,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     bar = tqdm(total=cfg.steps, initial=step, desc="train vocoder", disable=not progress)
 
     def checkpoint(entry: dict | None = None):
-        meta = {"step": step, "train": asdict(cfg), "data": str(data), "val": entry or {}}
+        meta = {"step": step, "train": asdict(cfg), "data": str(data), "data_sources": sources, "val": entry or {}}
         save_checkpoint(out / "vocoder_fast", model, model.cfg, FAMILY_FAST, meta)
         save_train_state(out, opt, step, {"config": asdict(cfg), "minutes": minutes0 + (time.time() - t0) / 60})
         (out / "log.json").write_text(json.dumps(log, indent=1))
@@ -300,6 +475,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         if step % cfg.val_every == 0 or step == cfg.steps or stop:
             entry = {"step": step, "mel_l1": run_loss[0], "mr_stft": run_loss[1], "grad_norm": float(gn),
                      "lr": opt.param_groups[0]["lr"], "minutes": minutes0 + (time.time() - t0) / 60, **evaluate(model, va, device)}
+            if corpus_va:
+                entry.update({f"corpus_{k}": v for k, v in evaluate(model, corpus_va, device).items()})
             log.append(entry)
             bar.write(json.dumps(entry))
         if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
@@ -309,6 +486,29 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     bar.close()
     checkpoint(log[-1] if log else None)
     return log[-1] if log else {}
+
+
+def evaluate_checkpoint(ckpt: str | Path, data: str | Path, device: str = "cpu") -> dict:
+    """``evaluate`` of a vocoder_fast checkpoint on every validation group of ``data``: ``val`` (DwM validation
+    dances) and, for packs with a corpus, ``corpus_val`` overall and per corpus source."""
+    from momu_live.models.builders import build_vocoder_fast
+    from momu_live.models.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(ckpt, FAMILY_FAST, build_vocoder_fast)
+    model = model.float().to(device)
+    _, va = load_audio_sets(data)
+    res: dict = {"checkpoint": str(ckpt), "val": {"clips": len(va), **evaluate(model, va, device)}}
+    if Path(data).is_file():
+        cva = load_pack_group(data, "corpus_val")
+        if cva:
+            res["corpus_val"] = {"clips": len(cva), **evaluate(model, list(cva.values()), device)}
+            man = pack_manifest(data) or {"tracks": {}}
+            by: dict[str, list[np.ndarray]] = {}
+            for name, w in cva.items():
+                by.setdefault(man["tracks"].get(f"corpus_val/{name}", {}).get("source", "unknown"), []).append(w)
+            for src, ws in sorted(by.items()):
+                res[f"corpus_val[{src}]"] = {"clips": len(ws), **evaluate(model, ws, device)}
+    return res
 
 
 def export_weights(src: str | Path, dst: str | Path | None = None, note: str = "") -> Path:

@@ -98,6 +98,18 @@ def test_dancers_tempo_is_found(bpm):
     assert z_own > 0.8 * z_true
 
 
+def test_triple_metre_is_detected_from_the_pelvis_sway():
+    bpm = 87.0
+    m = synthetic_dance(24.0, fps=FPS, bpm=bpm, seed=4)
+    assert G.grid_from_motion(m.joints, FPS).beats_per_bar == 4  # a dip on every beat: no bar sway
+    t = np.arange(len(m.joints)) / FPS
+    waltz = m.joints.copy()
+    waltz[..., 1] += (0.06 * np.sin(2 * np.pi * t * bpm / 60.0 / 3.0))[:, None]  # rise and fall once per 3 beats
+    g = G.grid_from_motion(waltz, FPS)
+    assert g.beats_per_bar == 3 and abs(g.bpm - bpm) / bpm < 0.01
+    assert G.grid_from_motion(waltz, FPS, beats_per_bar=4).beats_per_bar == 4  # an explicit metre wins
+
+
 def _coherence_of_motion(joints, grid):
     return beat_grid_coherence(feet_speed(joints, FPS), FPS, np.asarray(grid.beats), 1)["z"]
 

@@ -259,3 +259,92 @@ def test_cli_train_vocoder_resume(tmp_path):
     assert voc(torch.full((80, 5), -5.0)).shape == (5 * HOP,)
     r = _momu("train", "vocoder", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r2"))
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ corpus packing
+
+
+def _tiny_corpus(root, n: int = 3, seconds: float = 3.0):
+    """A corpus folder as `momu data corpus` writes it: wav/*.wav (22.05 kHz mono int16) + index.csv."""
+    from momu_live.models.corpus import CorpusEntry, write_index
+
+    (root / "wav").mkdir(parents=True)
+    entries, wavs = [], {}
+    for i in range(n):
+        name = f"m21_Tune{i}Reel_0"
+        wavs[name] = synth_music(seconds, seed=20 + i)
+        save_wav(root / "wav" / f"{name}.wav", wavs[name], SR)
+        entries.append(CorpusEntry(f"wav/{name}.wav", "music21:ryansMammoth", f"Tune{i}Reel", "reel", 200.0, 40, False, seconds))
+    write_index(root, entries)
+    return wavs
+
+
+def test_pack_corpus_with_dwm_keeps_dwm_val(tmp_path, shared_dir):
+    from momu_live.models.audio import load_audio
+    from momu_live.models.datasets import DWM_VALIDATION, dwm_ids, split_dwm
+    from momu_live.models.train_vocoder import (PackConfig, TrainConfig, load_audio_sets, load_pack_group,
+                                                pack_sources, pack_training_audio, train)
+
+    dwm = shared_dir / "data" / "dwm"
+    if not (dwm / "index.csv").exists():
+        pytest.skip(f"research data {dwm} not present")
+    wavs = _tiny_corpus(tmp_path / "corpus")
+    cfg = PackConfig(seconds_per_dance=0.5, corpus_seconds=2.0, corpus_val=1)
+    pack = pack_training_audio(tmp_path / "p.npz", dwm=dwm, corpora=[tmp_path / "corpus"], cfg=cfg, progress=False)
+    tr_ids, va_ids = split_dwm(dwm_ids(dwm))
+    train_g, val_g, cval_g = (load_pack_group(pack, g) for g in ("train", "val", "corpus_val"))
+    # corpus: 2 tunes in train (their middle 2 s), 1 held out whole (3 s < val_seconds) in corpus_val, never both
+    corpus_train = sorted(k for k in train_g if k.startswith("m21_"))
+    assert len(corpus_train) == 2 and len(cval_g) == 1 and not set(corpus_train) & set(cval_g)
+    assert set(corpus_train) | set(cval_g) == set(wavs)
+    for k in corpus_train:
+        a = (len(wavs[k]) - 2 * SR) // 2
+        assert np.abs(train_g[k] - wavs[k][a : a + 2 * SR]).max() < 2e-4  # int16 wav + int16 pack rounding
+    (k,) = cval_g
+    assert np.abs(cval_g[k] - wavs[k]).max() < 2e-4
+    # DwM: training dances cut to 0.5 s; validation exactly as before (10 s from 8 s of each validation dance)
+    assert sorted(k for k in train_g if not k.startswith("m21_")) == sorted(tr_ids)
+    assert all(len(train_g[i]) == SR // 2 for i in tr_ids)
+    assert sorted(val_g) == sorted(va_ids) == sorted(DWM_VALIDATION)
+    for i in va_ids:
+        w = load_audio(dwm / i / "audio.flac", SR)[0]
+        a = min(8 * SR, len(w) - 10 * SR)
+        assert np.abs(val_g[i] - w[a : a + 10 * SR]).max() < 2e-5
+    src = pack_sources(pack)
+    assert src["train"]["music21:ryansMammoth"]["tracks"] == 2 and src["train"]["dwm"]["tracks"] == len(tr_ids)
+    assert abs(src["train"]["music21:ryansMammoth"]["hours"] - 4.0 / 3600) < 1e-4
+    assert src["corpus_val"]["music21:ryansMammoth"]["names"] == [k] and src["val"]["dwm"]["tracks"] == 5
+    tr, va = load_audio_sets(pack)  # the trainer's sets: corpus_val stays out of both
+    assert len(tr) == len(tr_ids) + 2 and len(va) == 5
+    # a 2-step debug run records the data in its checkpoint and reports corpus validation
+    last = train(pack, tmp_path / "run", TrainConfig(size="debug", steps=2, batch=2, segment=16, val_every=2, ckpt_every=2),
+                 progress=False)
+    assert np.isfinite(last["val_mel_l1"]) and np.isfinite(last["corpus_val_mel_l1"])
+    meta = json.loads((tmp_path / "run" / "vocoder_fast.json").read_text())["meta"]
+    assert meta["data_sources"]["train"]["music21:ryansMammoth"]["names"] == corpus_train
+
+
+def test_pack_corpus_bad_folders_and_size_cap(tmp_path):
+    from momu_live.models.corpus import corpus_hours
+    from momu_live.models.train_vocoder import PackConfig, pack_training_audio
+
+    _tiny_corpus(tmp_path / "corpus")
+    assert abs(corpus_hours(tmp_path / "corpus")["music21:ryansMammoth"] - 9.0 / 3600) < 1e-9
+    with pytest.raises(MomuError, match="would exceed"):
+        pack_training_audio(tmp_path / "big.npz", corpora=[tmp_path / "corpus"], cfg=PackConfig(max_mib=1e-4), progress=False)
+    assert not (tmp_path / "big.npz").exists()
+    (tmp_path / "neither").mkdir()
+    (tmp_path / "neither" / "index.csv").write_text("name,seconds\na,1\n")
+    with pytest.raises(MomuError, match="neither a DwM-format folder .* nor a music corpus folder"):
+        pack_training_audio(tmp_path / "x.npz", corpora=[tmp_path / "neither"], progress=False)
+    with pytest.raises(MomuError, match="is a music corpus folder, not a DwM folder"):
+        pack_training_audio(tmp_path / "x.npz", dwm=tmp_path / "corpus", progress=False)
+    # the CLI: --data may be a corpus folder; a folder that is neither fails with exit code 2 and the message
+    r = _momu("train", "vocoder", "--make-pack", str(tmp_path / "c.npz"), "--data", str(tmp_path / "corpus"),
+              "--corpus-seconds", "1", "--corpus-val", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["sources"]["train"]["music21:ryansMammoth"]["tracks"] == 2
+    assert res["sources"]["corpus_val"]["music21:ryansMammoth"]["tracks"] == 1
+    r = _momu("train", "vocoder", "--make-pack", str(tmp_path / "y.npz"), "--corpus", str(tmp_path / "neither"))
+    assert r.returncode == 2 and "neither a DwM-format folder" in r.stderr

@@ -126,8 +126,8 @@ def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: flo
         length = seconds if seconds is not None else (len(joints) / float(tb.motion_rate) if joints is not None else len(wav) / sr)
         return G.grid_from_tempo(float(args.bpm), float(length), meter)
     try:
-        if joints is not None:
-            return G.grid_from_motion(joints, float(tb.motion_rate), args.genre, meter)
+        if joints is not None:  # metre: --meter, else the genre's, else detected from the dance
+            return G.grid_from_motion(joints, float(tb.motion_rate), args.genre, args.meter)
         if wav is not None:
             return G.grid_from_music(wav, sr, args.genre, meter)
     except MomuError as exc:  # too short / no beat found: generate unguided and say why

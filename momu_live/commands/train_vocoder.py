@@ -10,14 +10,27 @@ def register(subparsers) -> None:
         description="Trains models/vocoder.py FastVocoder with log-mel L1 + multi-resolution STFT losses on random "
                     "crops. Writes OUT/vocoder_fast.safetensors+json (load with --vocoder-weights or copy to "
                     "models/weights/), OUT/train_state.*, OUT/log.json. --make-pack writes a compact int16 audio pack "
-                    "from a DwM folder (for the GPU box) and exits.",
+                    "from a DwM folder and/or music corpus folders (--corpus, from `momu data corpus`) and exits; "
+                    "--evaluate reports a checkpoint's validation numbers on a pack or DwM folder.",
     )
     p.add_argument("--export", default=None, metavar="CKPT", help="write CKPT (e.g. runs/vocoder/vocoder_fast) as the shipped "
                    "fp16 weights models/weights/vocoder_fast (or --out) and exit")
+    p.add_argument("--evaluate", nargs="+", default=None, metavar="CKPT", help="print the validation mel L1 / MR-STFT "
+                   "of these checkpoints on --data (DwM val, and corpus_val per source for packs with a corpus) and exit")
+    p.add_argument("--export-note", default="", help="with --export: a 'trained_on' note for the weights' JSON")
     p.add_argument("--data", default=None, help="an audio pack (.npz from --make-pack) or a DwM-format folder")
-    p.add_argument("--make-pack", default=None, metavar="OUT.npz", help="write an int16 audio pack from --data (DwM) and exit")
+    p.add_argument("--make-pack", default=None, metavar="OUT.npz", help="write an int16 audio pack from --data (DwM folder) "
+                   "and/or --corpus folders and exit")
+    p.add_argument("--corpus", action="append", default=[], metavar="DIR", help="with --make-pack: a music corpus folder "
+                   "(index.csv + wav/ from `momu data corpus`) whose tracks go to train/ (held-out tunes to corpus_val/); "
+                   "repeatable or comma-separated")
     p.add_argument("--seconds-per-dance", type=float, default=28.0, help="with --make-pack: seconds of each training dance")
     p.add_argument("--pack-offset", type=float, default=8.0, help="with --make-pack: start second within each dance")
+    p.add_argument("--corpus-seconds", type=float, default=30.0, help="with --make-pack: cap per corpus track (middle part)")
+    p.add_argument("--corpus-tracks", type=int, default=0, help="with --make-pack: training tracks per corpus source "
+                   "(seeded choice; 0: all)")
+    p.add_argument("--corpus-val", type=int, default=4, help="with --make-pack: tunes per corpus source held out to corpus_val/")
+    p.add_argument("--pack-max-mib", type=float, default=64.0, help="with --make-pack: refuse a larger pack (0: no limit)")
     p.add_argument("--size", default="small", help="model size: debug, small (shipped), base")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=20000)
@@ -32,11 +45,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import json
+    from pathlib import Path
 
     import torch
 
     from momu_live import MomuError
-    from momu_live.models.train_vocoder import TrainConfig, pack_dwm_audio, train
+    from momu_live.models.train_vocoder import (PackConfig, TrainConfig, folder_kind, pack_sources, pack_training_audio,
+                                                train)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,13 +59,33 @@ def run(args) -> int:
         from momu_live.models.train_vocoder import export_weights
 
         dst = None if args.out == "runs/vocoder" else args.out
-        print(f"wrote {export_weights(args.export, dst)}")
+        print(f"wrote {export_weights(args.export, dst, note=args.export_note)}")
         return 0
+    corpora = [c for arg in args.corpus for c in arg.split(",") if c]
+    if args.make_pack:
+        if not args.data and not corpora:
+            raise MomuError("--make-pack needs --data (a DwM folder) and/or --corpus (a music corpus folder)")
+        if args.data and Path(args.data).is_dir() and folder_kind(args.data) == "corpus":  # --data given a corpus folder: treat it as one
+            corpora, dwm = [args.data, *corpora], None
+        else:
+            dwm = args.data
+        pcfg = PackConfig(seconds_per_dance=args.seconds_per_dance, offset_s=args.pack_offset,
+                          corpus_seconds=args.corpus_seconds, corpus_tracks=args.corpus_tracks, corpus_val=args.corpus_val,
+                          seed=args.seed, max_mib=args.pack_max_mib)
+        out = pack_training_audio(args.make_pack, dwm=dwm, corpora=corpora, cfg=pcfg, progress=not args.no_progress)
+        summary = {split: {src: {"tracks": d["tracks"], "hours": d["hours"]} for src, d in by.items()}
+                   for split, by in pack_sources(out).items()}
+        print(json.dumps({"wrote": str(out), "mib": round(out.stat().st_size / 2**20, 2), "sources": summary}))
+        return 0
+    if corpora:
+        raise MomuError("--corpus only goes with --make-pack; pack the corpus, then train with --data PACK.npz")
     if not args.data:
         raise MomuError("--data is required (an audio pack from --make-pack or a DwM-format folder)")
-    if args.make_pack:
-        out = pack_dwm_audio(args.data, args.make_pack, seconds_per_dance=args.seconds_per_dance, offset_s=args.pack_offset, progress=not args.no_progress)
-        print(f"wrote {out}")
+    if args.evaluate:
+        from momu_live.models.train_vocoder import evaluate_checkpoint
+
+        for ckpt in args.evaluate:
+            print(json.dumps(evaluate_checkpoint(ckpt, args.data, args.device)))
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MomuError("--device cuda but no CUDA device is available; use --device cpu")
