@@ -24,11 +24,13 @@ guidance adds what a performer asks for first, an explicit grid, at sampling tim
   up the objective, through the frozen VAE decoder; the network Jacobian is skipped (the
   "forward universal guidance" of Bansal et al. 2023, eq. 5-6, with dz/dx = I), so one step costs a
   decoder forward + backward and no extra DiT pass.  Guidance is applied for flow times
-  ``t <= t_max``; the sampler's next network pass re-projects the nudged estimate onto the data.
+  ``t <= t_max`` (0.6 for conditional generation, every step for joint); the sampler's next network
+  pass re-projects the nudged estimate onto the data.
 
-Guidance is a sampling option (``SamplerSpec.beat``), off by default in the library and on by default
-in the CLI tasks whose grid is known (docs/GENERATION.md, "Beat guidance").  Its cost and effect are
-measured by ``momu eval generate --beat`` (docs/MODEL_CARD.md).
+How hard it pushes is ``SamplerSpec.beat`` (``BeatSpec``); it acts only when a grid is passed
+(``grid=`` of the Pipeline methods).  ``momu generate``, ``momu demo`` and ``momu live`` pass one whenever
+a tempo is known (docs/GENERATION.md, "Beat guidance"); effect and cost: ``momu eval generate --beat``,
+``momu bench generate`` (docs/MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -299,7 +301,7 @@ class BeatSpec:
     music_step: float = 0.08
     motion_step: float = 0.02
     iters: int = 4
-    t_max: float | None = None  # None: the objective's default (``DEFAULT_T_MAX``)
+    t_max: float | None = None  # None: the objective's ``default_t_max``
 
     def __post_init__(self):
         if not (self.music_step >= 0 and self.motion_step >= 0 and self.iters >= 0
