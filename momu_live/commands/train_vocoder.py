@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                    "repeatable or comma-separated")
     p.add_argument("--seconds-per-dance", type=float, default=28.0, help="with --make-pack: seconds of each training dance")
     p.add_argument("--pack-offset", type=float, default=8.0, help="with --make-pack: start second within each dance")
-    p.add_argument("--corpus-seconds", type=float, default=30.0, help="with --make-pack: cap per corpus track (middle part)")
+    p.add_argument("--corpus-seconds", type=float, default=30.0,
+                   help="with --make-pack: cap per corpus track (a sounding excerpt near the middle)")
     p.add_argument("--corpus-tracks", type=int, default=0, help="with --make-pack: training tracks per corpus source "
                    "(seeded choice; 0: all)")
     p.add_argument("--corpus-val", type=int, default=4, help="with --make-pack: tunes per corpus source held out to corpus_val/")
@@ -50,8 +51,8 @@ def run(args) -> int:
     import torch
 
     from momu_live import MomuError
-    from momu_live.models.train_vocoder import (PackConfig, TrainConfig, folder_kind, pack_sources, pack_training_audio,
-                                                train)
+    from momu_live.models.train_vocoder import (PackConfig, TrainConfig, folder_kind, pack_manifest, pack_sources,
+                                                pack_training_audio, train)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,7 +66,7 @@ def run(args) -> int:
     if args.make_pack:
         if not args.data and not corpora:
             raise MomuError("--make-pack needs --data (a DwM folder) and/or --corpus (a music corpus folder)")
-        if args.data and Path(args.data).is_dir() and folder_kind(args.data) == "corpus":  # --data given a corpus folder: treat it as one
+        if args.data and Path(args.data).is_dir() and folder_kind(args.data) == "corpus":  # --data is a corpus folder
             corpora, dwm = [args.data, *corpora], None
         else:
             dwm = args.data
@@ -75,7 +76,9 @@ def run(args) -> int:
         out = pack_training_audio(args.make_pack, dwm=dwm, corpora=corpora, cfg=pcfg, progress=not args.no_progress)
         summary = {split: {src: {"tracks": d["tracks"], "hours": d["hours"]} for src, d in by.items()}
                    for split, by in pack_sources(out).items()}
-        print(json.dumps({"wrote": str(out), "mib": round(out.stat().st_size / 2**20, 2), "sources": summary}))
+        skipped = (pack_manifest(out) or {}).get("skipped", {})
+        print(json.dumps({"wrote": str(out), "mib": round(out.stat().st_size / 2**20, 2), "sources": summary,
+                          "skipped": skipped}))
         return 0
     if corpora:
         raise MomuError("--corpus only goes with --make-pack; pack the corpus, then train with --data PACK.npz")
