@@ -16,14 +16,6 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE as TB
 FPS = float(TB.motion_rate)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def shipped():
     from momu_live.models.pretrained import load_pipeline
