@@ -12,7 +12,9 @@ models/sampling.py.  They compose:
   on the other's current clean estimate (from the previous evaluation), with CFG weight ``w``.
   Music and motion (and their CFG twins) are batched into one forward.  ``x`` is (2B, C, L):
   rows [0, B) music, [B, 2B) motion.  Its only state is the last clean estimate, kept explicitly in
-  ``self.state`` and reset by ``reset()``: make a new one (or reset) per sampling run.
+  ``self.state`` and reset by ``reset()``: make a new one (or reset) per sampling run.  ``post``
+  (e.g. beat guidance, models/guidance.py) edits the estimate before it becomes the other modality's
+  condition, so the music is conditioned on the guided dance and vice versa.
 - ``InpaintDenoiser``: replaces the estimate on known frames with the known latents (RePaint-style
   replacement, Lugmayr et al. 2022, as in EDGE's continuation, Tseng et al. 2023): with any of our
   samplers the known frames then follow ``known + sigma * noise`` and end exactly at ``known``.
@@ -65,8 +67,8 @@ class JointDenoiser:
     """Cross-guidance joint sampler denoiser; ``x`` = cat([music (B,C,L), motion (B,C,L)]).  ``tc`` in flow time."""
 
     def __init__(self, inner: FlowDenoiser, guidance: float = 1.0, tc: float = 0.5, known: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None):
-        self.inner, self.w, self.tc = inner, float(guidance), float(tc)
+                 mask: torch.Tensor | None = None, post=None):
+        self.inner, self.w, self.tc, self.post = inner, float(guidance), float(tc), post
         self.state: torch.Tensor | None = None  # last clean estimate (2B, C, L)
         # continuation: known frames replace the estimate BEFORE it becomes the other modality's condition
         self.known, self.mask = known, (None if mask is None else mask.to(known.dtype))
@@ -91,6 +93,8 @@ class JointDenoiser:
                 both = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([task, task]),
                                   torch.cat([cond, cond]), torch.cat([ones, ~ones]))  # (4B, C, L)
                 den = both[B2:] + self.w * (both[:B2] - both[B2:])
+        if self.post is not None:
+            den = self.post(den, sigma)  # (2B, C, L)
         if self.known is not None:
             den = self.mask * self.known + (1 - self.mask) * den
         self.state = den.detach()

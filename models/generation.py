@@ -85,8 +85,6 @@ class LatentSampler:
             return CFGDenoiser(self.inner, TASK_MUSIC, cond, spec.guidance)
         if task == "music2motion":
             return CFGDenoiser(self.inner, TASK_MOTION, cond, spec.guidance)
-        if task == "joint":
-            return JointDenoiser(self.inner, spec.guidance, spec.tc)
         raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
 
     @torch.no_grad()
@@ -108,7 +106,7 @@ class LatentSampler:
         rows = 2 * batch if task == "joint" else batch
         sigmas = spec.sigmas().to(self.device)
         x = _noise(seed, rows, self.C, length, self.device) * sigmas[0]  # (rows, C, L)
-        den = self._denoiser(task, cond, spec)
+        known = mask = None
         if prefix is not None:
             P = prefix.shape[-1]
             if P > length or prefix.shape[0] != rows:
@@ -117,12 +115,16 @@ class LatentSampler:
             known[..., :P] = prefix.to(self.device)
             mask = torch.zeros(1, 1, length, device=self.device)
             mask[..., :P] = 1
-            if task == "joint":  # cross-guidance must see the known frames in the other modality's estimate
-                den = JointDenoiser(self.inner, spec.guidance, spec.tc, known, mask)
-        if guide is not None:
-            den = BeatGuidedDenoiser(den, guide, spec.beat)
-        if prefix is not None and (guide is not None or task != "joint"):
-            den = InpaintDenoiser(den, known, mask)  # outermost: guidance never moves the known frames
+        if task == "joint":
+            # cross-guidance must see the known frames and the beat-guided estimates of the other modality
+            post = None if guide is None else BeatGuidedDenoiser(None, guide, spec.beat).apply
+            den = JointDenoiser(self.inner, spec.guidance, spec.tc, known, mask, post)
+        else:
+            den = self._denoiser(task, cond, spec)
+            if guide is not None:
+                den = BeatGuidedDenoiser(den, guide, spec.beat)
+            if prefix is not None:
+                den = InpaintDenoiser(den, known, mask)  # outermost: guidance never moves the known frames
         gen = torch.Generator(device=self.device).manual_seed(window_seed(seed, 1 << 20))
         return get_sampler(spec.sampler)(den, x, sigmas, generator=gen, callback=callback)
 

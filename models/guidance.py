@@ -320,7 +320,10 @@ class BeatGuidedDenoiser:
         self.inner, self.objective, self.spec = inner, objective, spec
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        den = self.inner(x, sigma)  # (B, C, L)
+        return self.apply(self.inner(x, sigma), sigma)
+
+    def apply(self, den: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The guided clean estimate (B, C, L) of ``den`` at noise level ``sigma`` (joint: ``JointDenoiser.post``)."""
         t = float(sigma_to_t(sigma[:1].float()))
         t_max = self.spec.t_max if self.spec.t_max is not None else getattr(self.objective, "default_t_max", 1.0)
         if self.spec.iters <= 0 or t > t_max:

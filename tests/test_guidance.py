@@ -150,6 +150,12 @@ def test_guidance_never_moves_the_continued_prefix_and_windows_equal_live_steps(
     assert torch.equal(z[..., :10], prefix)
     unguided = shipped.sampler.sample("motion2music", L, zc, 3, spec, prefix=prefix)
     assert (z[..., 10:] - unguided[..., 10:]).abs().mean() > 1e-3  # the guidance did act
+    # joint: guidance runs inside cross-guidance (JointDenoiser.post), the known frames are restored after it
+    jguide = G.make_guide("joint", shipped.vae, grid)(0.0)
+    jprefix = torch.cat([prefix, prefix.flip(0)])  # (2, C, 10): music row, motion row
+    zj = shipped.sampler.sample("joint", L, None, 3, spec, prefix=jprefix, guide=jguide)
+    assert torch.equal(zj[..., :10], jprefix)
+    assert (zj - shipped.sampler.sample("joint", L, None, 3, spec, prefix=jprefix)).abs().mean() > 1e-3
     # offline windows == the live step loop, with the grid in stream time
     k = 8
     n = (len(j) // (2 * k)) * 2 * k
