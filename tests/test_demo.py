@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from momu_live.models.motion import load_motion
@@ -29,9 +30,15 @@ def test_demo_writes_every_output_and_metrics(tmp_path):
     for name in ("dance_with_generated_music.mp4", "generated_dance.mp4", "beats.png"):
         assert (out / name).stat().st_size > 10_000, name
     rows = summary["metrics"]
-    assert set(rows) == {"dance + generated music", "music + generated dance", "dance + unrelated music (baseline)"}
+    assert set(rows) == {"dance + generated music", "music + generated dance", "dance + unrelated music (baseline)",
+                         "dance + generated music, no beat guidance", "music + generated dance, no beat guidance"}
     for row in rows.values():
         assert all(np.isfinite(v) for v in row.values())
+    # beat guidance (on by default) locks both generations to the other side's beat, far above the baseline
+    z = "coherence z (feet@beat)"
+    assert summary["beat_grids"]["dancer"]["bpm"] == pytest.approx(120.0, rel=0.02)
+    for name in ("dance + generated music", "music + generated dance"):
+        assert rows[name][z] > max(rows[f"{name}, no beat guidance"][z], rows["dance + unrelated music (baseline)"][z]) + 1.0
     assert str(out) in r.stdout
 
 

@@ -3,7 +3,7 @@
 Generates music for the bundled dance and a dance for the bundled music, writes WAV / NPZ / BVH /
 MP4 renders and a beat plot, and prints where they are and the beat metrics of each generated pair
 next to a mismatched-pair baseline (the same dance with unrelated music, and the same music with an
-unrelated dance).
+unrelated dance) and, with beat guidance on (default), next to the same generations without it.
 """
 from __future__ import annotations
 
@@ -151,6 +151,11 @@ def run(args) -> int:
     with step(f"music -> motion: {len(music) / sr:.1f} s of music, {args.steps} steps"):
         res2 = pipe.music2motion(music, args.seed, spec, grid=grids["music"])
     timings["music2motion_s"] = time.perf_counter() - t0
+    raw = None
+    if guided:  # the same seed without beat guidance: what the guidance adds, side by side
+        with step("the same two generations without beat guidance (for comparison)"):
+            raw = (pipe.motion2music(dance, args.seed, spec)["wav"].numpy(),
+                   Motion(joints=pipe.music2motion(music, args.seed, spec)["joints"], fps=fps))
     gen_motion = Motion(joints=res2["joints"], fps=fps, meta={"source": "momu demo music2motion", "music": DEMO_MUSIC.name})
     files["dance_for_music"] = gen_motion.save(out / "dance_for_music.npz")
     from momu_live.models.bvh import export_bvh
@@ -170,6 +175,11 @@ def run(args) -> int:
         "music + generated dance": _pair_row(s_mu2mo),
         "dance + unrelated music (baseline)": _pair_row(s_m2m_base),
     }
+    if raw is not None:
+        with step("scoring the unguided generations"):
+            s_raw_m2m, s_raw_mu2mo = score_pair(input_dance, raw[0], sr), score_pair(raw[1], music, sr)
+        rows["dance + generated music, no beat guidance"] = _pair_row(s_raw_m2m)
+        rows["music + generated dance, no beat guidance"] = _pair_row(s_raw_mu2mo)
 
     # renders and plot
     if not args.no_video:
@@ -181,11 +191,15 @@ def run(args) -> int:
             files["generated_dance_mp4"] = render_skeleton(gen_motion.joints, tb.motion_rate, out / "generated_dance.mp4",
                                                            music[: len(gen_motion.joints) * 1024], sr)
     files["beats_png"] = out / "beats.png"
-    _plot(files["beats_png"], [
+    panels = [
         ("bundled dance + generated music", dance, fps, gen_music, sr, s_m2m),
         ("bundled music + generated dance", gen_motion.joints, fps, music, sr, s_mu2mo),
         ("baseline: bundled dance + unrelated bundled music", dance, fps, music, sr, s_m2m_base),
-    ])
+    ]
+    if raw is not None:
+        panels += [("bundled dance + generated music, no beat guidance", dance, fps, raw[0], sr, s_raw_m2m),
+                   ("bundled music + generated dance, no beat guidance", raw[1].joints, fps, music, sr, s_raw_mu2mo)]
+    _plot(files["beats_png"], panels)
 
     summary = {"out": str(out), "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
                "beat_strength": args.beat_strength,
