@@ -78,7 +78,6 @@ class LatentSampler:
         self.dit = dit.to(self.device).eval()
         self.C = dit.cfg.latent_dim
         self.inner = FlowDenoiser(self.dit)
-        self._latent_rate = DEFAULT_TIMEBASE.latent_rate
 
     def _denoiser(self, task: str, cond: torch.Tensor | None, spec: SamplerSpec):
         if task == "motion2music":
@@ -160,7 +159,7 @@ class LatentSampler:
             cond_chunk = cond_chunk.to(self.device, torch.float32)
             tail = state["cond_tail"]
             cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + D + k)
-        objective = None if guide is None else guide(float((state["frames"] - P) / self._latent_rate))
+        objective = None if guide is None else guide(float((state["frames"] - P) / DEFAULT_TIMEBASE.latent_rate))
         out = self.sample(task, P + D + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch,
                           guide=objective)
         if D:

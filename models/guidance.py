@@ -309,7 +309,9 @@ class BeatSpec:
             raise MomuError(f"beat guidance needs steps >= 0, iters >= 0 and 0 <= t_max <= 1, got {self}")
 
     def scaled(self, factor: float) -> "BeatSpec":
-        """Both steps times ``factor`` (the CLI's --beat-strength)."""
+        """Both steps times ``factor`` (the CLI's --beat-strength; a finite number >= 0)."""
+        if not (math.isfinite(factor) and factor >= 0):
+            raise MomuError(f"--beat-strength must be a finite number >= 0 (0: off), got {factor}")
         return replace(self, music_step=self.music_step * factor, motion_step=self.motion_step * factor)
 
 

@@ -105,12 +105,8 @@ def run(args) -> int:
         raise MomuError(f"{out} exists and is not empty; pass --force or another --out")
     out.mkdir(parents=True, exist_ok=True)
     sr, fps = tb.sample_rate, float(tb.motion_rate)
-    import math
-
     from momu_live.models import guidance as G
 
-    if not (math.isfinite(args.beat_strength) and args.beat_strength >= 0):
-        raise MomuError(f"--beat-strength must be >= 0, got {args.beat_strength}")
     spec = SamplerSpec(sampler="euler", steps=args.steps, guidance=args.guidance,
                        beat=G.BeatSpec().scaled(args.beat_strength))
     timings = {}

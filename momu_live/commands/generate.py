@@ -108,28 +108,23 @@ def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: flo
     ``--bpm``: a steady grid at that tempo; else the input's own beat: the dancer's tempo (motion ->
     music) or the music's beat tracker (music -> motion); joint generation guides only with ``--bpm``.
     """
-    import math
-
     from momu_live import MomuError
     from momu_live.models import guidance as G
     from momu_live.models.metrics import beats_per_bar
     from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
 
-    if not (math.isfinite(args.beat_strength) and args.beat_strength >= 0):
-        raise MomuError(f"--beat-strength must be >= 0, got {args.beat_strength}")
     if args.meter is not None and not (1 <= args.meter <= 16):
         raise MomuError(f"--meter must be 1-16 beats per bar, got {args.meter}")
     if args.beat_strength == 0:
         return None
-    meter = args.meter or beats_per_bar(args.genre)
     if args.bpm is not None:
         length = seconds if seconds is not None else (len(joints) / float(tb.motion_rate) if joints is not None else len(wav) / sr)
-        return G.grid_from_tempo(float(args.bpm), float(length), meter)
+        return G.grid_from_tempo(float(args.bpm), float(length), args.meter or beats_per_bar(args.genre))
     try:
         if joints is not None:  # metre: --meter, else the genre's, else detected from the dance
             return G.grid_from_motion(joints, float(tb.motion_rate), args.genre, args.meter)
         if wav is not None:
-            return G.grid_from_music(wav, sr, args.genre, meter)
+            return G.grid_from_music(wav, sr, args.genre, args.meter)
     except MomuError as exc:  # too short / no beat found: generate unguided and say why
         print(f"beat guidance: off ({exc})")
     return None
@@ -169,7 +164,7 @@ def run(args) -> int:
     from momu_live.models.guidance import BeatSpec
 
     spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
-                       tc=args.tc, beat=BeatSpec().scaled(max(0.0, args.beat_strength)))
+                       tc=args.tc, beat=BeatSpec().scaled(args.beat_strength))
     spec.sigmas()  # validates sampler schedule / steps early
     from momu_live.models.sampling import get_sampler
 

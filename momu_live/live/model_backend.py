@@ -40,7 +40,7 @@ from momu_live import MomuError
 from momu_live.live.backend import BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.audio import DEFAULT_MEL, MelConfig, mel_filterbank
 from momu_live.models.generation import LatentSampler, SamplerSpec, with_steps
-from momu_live.models.guidance import BeatGrid, BeatSpec
+from momu_live.models.guidance import BeatGrid, BeatSpec, grid_from_tempo
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 TB = DEFAULT_TIMEBASE
@@ -58,8 +58,9 @@ def window_grid(w: LiveWindow, stream_t0: float, lead_s: float = 10.0) -> BeatGr
     period = 60.0 / float(w.bpm)
     anchor = (float(w.beat_time) if w.beat_time is not None else stream_t0) - stream_t0
     lo, hi = (w.t_start - stream_t0) - lead_s, (w.t_end - stream_t0) + lead_s
-    k = np.arange(math.floor((lo - anchor) / period), math.ceil((hi - anchor) / period) + 1)
-    return BeatGrid(tuple(anchor + period * k), max(1, int(w.meter)), "live tempo")
+    first = anchor + period * math.floor((lo - anchor) / period)  # the grid's beat at or before lo
+    g = grid_from_tempo(float(w.bpm), hi, max(1, int(w.meter)), offset_s=first)
+    return BeatGrid(g.beats, g.beats_per_bar, "live tempo")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,8 +146,6 @@ class ModelBackend:
         if overlap < 0 or blend < 0:
             raise MomuError("--overlap and --blend must be >= 0")
         self.mode, self.pipe = mode, pipeline
-        if not (math.isfinite(beat) and beat >= 0):
-            raise MomuError(f"--beat-strength must be >= 0, got {beat}")
         self.spec0 = with_steps(SamplerSpec(beat=BeatSpec().scaled(beat)), steps, guidance)
         self.spec0.sigmas()  # validates steps
         self.seed, self.overlap, self.blend = int(seed), int(overlap), int(blend)
