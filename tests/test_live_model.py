@@ -75,8 +75,7 @@ def _dance_windows(seconds=6.5, fps=30.0, window=2.0, hop=0.5, invalid=None):
     wins = []
     for k, te in enumerate(np.arange(window + hop, seconds + 1e-9, hop)):
         sel = (T >= te - window) & (T < te)
-        wins.append(LiveWindow(k, te - window, te, te - hop, T[sel], J[sel], np.ones((sel.sum(), 18), np.float32),
-                               valid[sel], np.zeros(0, np.float32), SR, 0.0, None))
+        wins.append(LiveWindow(index=k, t_start=te - window, t_end=te, hop_start=te - hop, pose_times=T[sel], poses=J[sel], pose_confidence=np.ones((sel.sum(), 18), np.float32), pose_valid=valid[sel], audio=np.zeros(0, np.float32), sample_rate=SR, bpm=0.0, beat_time=None))
     return wins
 
 
@@ -164,8 +163,7 @@ def test_music2motion_poses_on_the_model_grid(pipeline):
     times, poses = [], []
     for k, te in enumerate(np.arange(2.5, 7.0 + 1e-9, 0.5)):
         seg = y[int(round((te - 2.0) * SR)):int(round(te * SR))]
-        w = LiveWindow(k, te - 2.0, te, te - 0.5, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
-                       np.zeros(0, bool), seg, SR, 0.0, None)
+        w = LiveWindow(index=k, t_start=te - 2.0, t_end=te, hop_start=te - 0.5, pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32), pose_confidence=np.zeros((0, 18)), pose_valid=np.zeros(0, bool), audio=seg, sample_rate=SR, bpm=0.0, beat_time=None)
         out, st = be.step(w, st)
         assert len(out.pose_times) == len(out.poses)
         times.append(out.pose_times)
@@ -180,8 +178,7 @@ def test_music2motion_poses_on_the_model_grid(pipeline):
     from momu_live.models.audio import resample
 
     y44 = resample(y[: int(2.5 * SR)], SR, 2 * SR)[int(0.5 * 2 * SR):]  # [0.5, 2.5) s at 44.1 kHz
-    w = LiveWindow(0, 0.5, 2.5, 2.0, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
-                   np.zeros(0, bool), y44, 2 * SR, 0.0, None)
+    w = LiveWindow(index=0, t_start=0.5, t_end=2.5, hop_start=2.0, pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32), pose_confidence=np.zeros((0, 18)), pose_valid=np.zeros(0, bool), audio=y44, sample_rate=2 * SR, bpm=0.0, beat_time=None)
     _, st44 = be.step(w, be.init_state())
     buf = st44["mel"]["buf"]
     end = int(round(2.5 * SR))
@@ -196,8 +193,7 @@ def test_joint_generates_audio_and_poses_on_one_clock(pipeline):
     audio, times = [], []
     nxt = None
     for k, te in enumerate(np.arange(1.0, 4.0 + 1e-9, 0.5)):
-        w = LiveWindow(k, te - 2, te, te - 0.5, np.zeros(0), np.zeros((0, 18, 3), np.float32), np.zeros((0, 18)),
-                       np.zeros(0, bool), np.zeros(0, np.float32), SR, 0.0, None)
+        w = LiveWindow(index=k, t_start=te - 2, t_end=te, hop_start=te - 0.5, pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32), pose_confidence=np.zeros((0, 18)), pose_valid=np.zeros(0, bool), audio=np.zeros(0, np.float32), sample_rate=SR, bpm=0.0, beat_time=None)
         out, st = be.step(w, st)
         if nxt is not None and len(out.audio):
             assert abs(out.audio_time - nxt) < 1e-9

@@ -197,9 +197,7 @@ def test_audio_ring_exact_clock():
 
 def _window(i, t_end, hop, bpm, beat_time, poses=None):
     T = 0 if poses is None else len(poses)
-    return LiveWindow(i, t_end - 2.0, t_end, t_end - hop, np.linspace(t_end - 2, t_end, T, endpoint=False),
-                      poses if poses is not None else np.zeros((0, 18, 3), np.float32), np.ones((T, 18), np.float32),
-                      np.ones(T, bool), np.zeros(0, np.float32), 22050, bpm, beat_time, 0)
+    return LiveWindow(index=i, t_start=t_end - 2.0, t_end=t_end, hop_start=t_end - hop, pose_times=np.linspace(t_end - 2, t_end, T, endpoint=False), poses=poses if poses is not None else np.zeros((0, 18, 3), np.float32), pose_confidence=np.ones((T, 18), np.float32), pose_valid=np.ones(T, bool), audio=np.zeros(0, np.float32), sample_rate=22050, bpm=bpm, beat_time=beat_time, beat_index=0)
 
 
 def test_click_backend_is_gapless_and_clicks_on_the_tracked_beats():

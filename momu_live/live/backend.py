@@ -26,61 +26,13 @@ Pass-through back-ends (no model; ``info.passthrough`` is True and the status sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from momu_live import MomuError
-
-MODES = ("motion2music", "music2motion", "joint", "beats")
-
-
-@dataclass
-class LiveWindow:
-    index: int
-    t_start: float  # seconds (stream time)
-    t_end: float
-    hop_start: float  # the new part of this window: [hop_start, t_end)
-    pose_times: np.ndarray  # (T,)
-    poses: np.ndarray  # (T, J, 3) float32
-    pose_confidence: np.ndarray  # (T, J)
-    pose_valid: np.ndarray  # (T,) bool
-    audio: np.ndarray  # (N,) float32, input audio of [t_start, t_end) (empty when none)
-    sample_rate: int
-    bpm: float  # tracked tempo (0: unknown)
-    beat_time: float | None  # time of a tracked beat (phase anchor), None when unknown
-    beat_index: int = 0  # index of that beat (downbeat when index % meter == 0)
-    meter: int = 4
-    controls: dict = field(default_factory=dict)  # live control values (e.g. "/momu/engine/set/steps": 4)
-
-
-@dataclass
-class BackendOutput:
-    audio: np.ndarray | None = None  # (N,) float32 starting at ``audio_time``
-    audio_time: float = 0.0
-    pose_times: np.ndarray | None = None  # (K,)
-    poses: np.ndarray | None = None  # (K, J, 3)
-    beats: list = field(default_factory=list)  # [(index, time, bpm, downbeat)]
-    decode_ms: float = 0.0  # part of the step spent decoding (vocoder / motion decoder)
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    mode: str
-    label: str  # shown in the status heartbeat
-    passthrough: bool
-    sample_rate: int = 22050
-    pose_rate: float = 0.0  # generated pose frames per second (0: none)
-
-
-class Backend(Protocol):
-    info: BackendInfo
-
-    def init_state(self) -> Any: ...
-
-    def step(self, window: LiveWindow, state: Any) -> tuple[BackendOutput, Any]: ...
+from momu_live.live.window import Backend, BackendInfo, BackendOutput, LiveWindow
+from momu_live.modes import MODES, Mode
 
 
 # ------------------------------------------------------------------------------------------------

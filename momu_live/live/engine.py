@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
-from momu_live.live.backend import LiveWindow
+from momu_live.live.window import LiveWindow
 from momu_live.live.buffer import AudioRing, DropQueue, PoseRing
 from momu_live.live.sources import AudioItem, PoseItem, Source
 from momu_live.live.tempo import TempoConfig, TempoTracker
@@ -388,9 +388,11 @@ class LiveEngine:
         with self._tempo_lock:
             bpm = self.tracker.bpm
         lb = self.last_beat
-        win = LiveWindow(self.windows, t_start, t_end, t_end - self.hop_s, pw.times, pw.joints, pw.confidence, pw.valid,
-                         audio, self.cfg.sample_rate, bpm, lb[0] if lb else None, lb[1] if lb else 0,
-                         self.cfg.tempo.meter, dict(self.controls))
+        win = LiveWindow(index=self.windows, t_start=t_start, t_end=t_end, hop_start=t_end - self.hop_s,
+                         pose_times=pw.times, poses=pw.joints, pose_confidence=pw.confidence, pose_valid=pw.valid,
+                         audio=audio, sample_rate=self.cfg.sample_rate, bpm=bpm,
+                         beat_time=lb[0] if lb else None, beat_index=lb[1] if lb else 0,
+                         meter=self.cfg.tempo.meter, controls=dict(self.controls))
         m0 = time.monotonic()
         self.stats.add("window", (m0 - w0) * 1000.0)
         out, state = self.backend.step(win, state)

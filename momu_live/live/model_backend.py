@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from momu_live import MomuError
-from momu_live.live.backend import BackendInfo, BackendOutput, LiveWindow
+from momu_live.live.window import BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.audio import DEFAULT_MEL, MelConfig, mel_filterbank
 from momu_live.models.generation import LatentSampler, SamplerSpec, with_steps
 from momu_live.models.guidance import BeatGrid, BeatSpec, grid_from_tempo
