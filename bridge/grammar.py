@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
+from momu_live.modes import MODES
 
 PREFIX = "/momu"
 STYLES = ("generic", "joints", "nodeosc", "ableton")
@@ -226,7 +227,10 @@ class Control:
         return "/".join(p for p in (PREFIX, self.object, self.verb, self.prop) if p)
 
 
-MODES = ("motion2music", "music2motion", "joint", "beats")
+# addresses that back-ends read from ``LiveWindow.controls`` (values already validated here)
+STEPS_ADDR = "/momu/engine/set/steps"
+GUIDANCE_ADDR = "/momu/engine/set/guidance"
+BEAT_ADDR = "/momu/engine/set/beat"
 
 CONTROLS: dict[str, ControlSpec] = {
     "/momu/engine/set/guidance": ControlSpec("float", "cross-guidance / CFG scale", 0.0, 20.0),
