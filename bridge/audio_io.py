@@ -17,6 +17,7 @@ be running before the first ``AudioOutput``/``AudioInput``/``list_devices`` call
 from __future__ import annotations
 
 import atexit
+import time
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ import numpy as np
 
 from momu_live import MomuError
 from momu_live.bridge.events import AudioBlock
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 log = logging.getLogger(__name__)
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # libsndfile sf_command: rewrite the header after every write
@@ -154,7 +156,7 @@ def find_device(name: str | int | None, kind: str = "output") -> int | None:
 class AudioOutput:
     """Play float32 audio at ``sample_rate`` on ``device`` through a ring buffer (see module doc)."""
 
-    def __init__(self, device: str | int | None = None, sample_rate: int = 22050, channels: int = 1,
+    def __init__(self, device: str | int | None = None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, channels: int = 1,
                  buffer_s: float = 2.0, blocksize: int = 0, latency: str | float = "high"):
         sd = _sd()
         self.device = find_device(device, "output")
@@ -230,7 +232,7 @@ class AudioOutput:
             log.debug("closing audio output: %r", exc)
 
 
-def open_output(device: str | int | None, sample_rate: int = 22050, **kw) -> AudioOutput:
+def open_output(device: str | int | None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, **kw) -> AudioOutput:
     """The live engine's audio output: ``write(samples)``, ``close()``, ``stats()``."""
     return AudioOutput(device, sample_rate, **kw)
 
@@ -243,11 +245,13 @@ class AudioInput:
     counted in ``overflows`` (with their time stamps kept honest: ``time`` comes from the sample count).
     """
 
-    def __init__(self, device: str | int | None = None, sample_rate: int | None = 22050, channels: int = 1,
-                 blocksize: int = 1024, queue_blocks: int = 256, latency: str | float = "high"):
+    def __init__(self, device: str | int | None = None, sample_rate: int | None = DEFAULT_TIMEBASE.sample_rate,
+                 channels: int = 1, blocksize: int = 1024, queue_blocks: int = 256, latency: str | float = "high",
+                 mono: bool = False):
         sd = _sd()
         self.device = find_device(device, "input")
         info = sd.query_devices(self.device, "input")
+        self.name = str(info["name"])
         self.device_rate = int(info["default_samplerate"])
         try:
             if sample_rate:
@@ -256,38 +260,48 @@ class AudioInput:
         except Exception:
             pass
         self.sample_rate = int(sample_rate or self.device_rate)
-        self.channels = int(min(max(1, channels), info["max_input_channels"]))
+        # mono: open up to two channels and average them (a stereo DAW bus), deliver one channel
+        self.mono = bool(mono)
+        n_open = min(2, int(info["max_input_channels"])) if self.mono else int(min(max(1, channels), info["max_input_channels"]))
+        self.channels = 1 if self.mono else n_open
         self._resample = StreamResampler(self.device_rate, self.sample_rate, self.channels)
         self._q: queue.Queue = queue.Queue(maxsize=max(1, queue_blocks))
         self.samples_out = 0
         self.overflows = self.status_flags = 0
         try:
-            self.stream = sd.InputStream(device=self.device, samplerate=self.device_rate, channels=self.channels,
+            self.stream = sd.InputStream(device=self.device, samplerate=self.device_rate, channels=n_open,
                                          dtype="float32", blocksize=blocksize, latency=latency, callback=self._callback)
             self.stream.start()
         except Exception as exc:
             raise MomuError(f"cannot open audio input {info['name']!r} at {self.device_rate} Hz: {exc}") from None
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        wall = time.monotonic()
         if status:
             self.status_flags += 1
-        y = self._resample(indata if self.channels > 1 else indata[:, 0])
+        x = indata.mean(axis=1) if self.mono else (indata if self.channels > 1 else indata[:, 0])
+        y = self._resample(x)
         if len(y) == 0:
             return
         block = AudioBlock(np.array(y, np.float32), self.sample_rate, self.samples_out / self.sample_rate)
         self.samples_out += len(y)
         try:
-            self._q.put_nowait(block)
+            self._q.put_nowait((block, wall))
         except queue.Full:
             self.overflows += 1
             try:
                 self._q.get_nowait()
-                self._q.put_nowait(block)
+                self._q.put_nowait((block, wall))
             except (queue.Empty, queue.Full):
                 pass
 
     def read(self, timeout: float | None = 1.0) -> AudioBlock | None:
         """Next block, or None after ``timeout`` seconds."""
+        got = self.read_timed(timeout)
+        return None if got is None else got[0]
+
+    def read_timed(self, timeout: float | None = 1.0) -> tuple[AudioBlock, float] | None:
+        """Next ``(block, wall)``: ``wall`` is the ``time.monotonic()`` of the device callback that delivered it."""
         try:
             return self._q.get(timeout=timeout)
         except queue.Empty:

@@ -6,6 +6,7 @@ into messages (pure builders), transports send them, a router picks sinks per pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -47,3 +48,20 @@ class Status:
     fps: float = 0.0
     bpm: float = 0.0
     message: str = ""
+
+
+Event = PoseFrame | Beat | AudioBlock | Status
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything events go to: an OSC target, the MIDI beat output, the audio device, a WAV or session
+    recording, the console status printer, the router that fans out to all of them.
+
+    ``emit`` must not block for long and should ignore event types it has no use for; ``close``
+    flushes and releases what the sink holds (idempotent).
+    """
+
+    def emit(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...

@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
-from momu_live.modes import MODES
+from momu_live.modes import MODES, Mode
 
 PREFIX = "/momu"
 STYLES = ("generic", "joints", "nodeosc", "ableton")
-LATENCY_STAGES = ("capture", "pose", "window", "model", "decode", "send", "e2e")
 
 Msg = tuple[str, list]
 
@@ -202,15 +201,43 @@ def event_messages(event, style: str = "generic", prefix: str = PREFIX) -> list[
 
 
 # --------------------------------------------------------------------------------------------- control
+# The control grammar: ONE table.  The engine's bindings (momu_live/live/control.py), validation
+# (``parse_control``), the ``momu live --help`` control list, the control module's help and the table in
+# docs/OSC.md are all generated from ``CONTROLS``; tests/test_osc.py checks that they agree.
+
+
 @dataclass(frozen=True)
 class ControlSpec:
-    """One control address: value kind (``float``/``int``/``bool``/``str``/``none``), range or choices."""
+    """One control address.
 
+    ``kind``: ``float``/``int``/``bool``/``mode``/``none``; ``lo``/``hi`` the accepted range, ``choices``
+    the names of a ``mode`` control (numbers 0..n-1 are accepted beside the names, for senders that can
+    only send numbers); ``target`` names the engine setting the control drives (one binding each in
+    ``momu_live.live.control``); ``unit`` is shown in the tables.
+    """
+
+    address: str
     kind: str
+    target: str
     doc: str
     lo: float | None = None
     hi: float | None = None
     choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    @property
+    def args(self) -> str:
+        """The arguments column of the control table."""
+        if self.kind == "none":
+            return "-"
+        if self.kind == "mode":
+            return "`s` " + ", ".join(self.choices) + " (or `i` " + ", ".join(
+                f"{i}={c}" for i, c in enumerate(self.choices)) + ")"
+        if self.kind == "bool":
+            return "`i`/`f` 0 or 1"
+        rng = f"{self.lo:g}-{self.hi:g}"
+        code = "`i`" if self.kind == "int" else "`f`"
+        return f"{code} {self.unit} ({rng})" if self.unit else f"{code} {rng}"
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,7 @@ class Control:
     verb: str
     prop: str
     value: Any
+    spec: ControlSpec | None = None
 
     @property
     def address(self) -> str:
@@ -231,33 +259,37 @@ class Control:
 STEPS_ADDR = "/momu/engine/set/steps"
 GUIDANCE_ADDR = "/momu/engine/set/guidance"
 BEAT_ADDR = "/momu/engine/set/beat"
+POSE_INPUT_ADDR = f"{PREFIX}/pose/frame"  # external pose frames for ``--source osc`` (same layout as the output)
 
-CONTROLS: dict[str, ControlSpec] = {
-    "/momu/engine/set/guidance": ControlSpec("float", "cross-guidance / CFG scale", 0.0, 20.0),
-    "/momu/engine/set/beat": ControlSpec("float", "beat-guidance strength (0: off)", 0.0, 10.0),
-    "/momu/engine/set/mode": ControlSpec("str", "generation mode", choices=MODES),
-    "/momu/engine/set/steps": ControlSpec("int", "sampler steps", 1, 1000),
-    "/momu/engine/set/hop": ControlSpec("float", "scheduler hop (s)", 0.02, 30.0),
-    "/momu/engine/set/window": ControlSpec("float", "analysis window (s)", 0.1, 60.0),
-    "/momu/engine/stop": ControlSpec("none", "stop the engine (as SIGTERM)"),
-    "/momu/transport/set/play": ControlSpec("bool", "transport play (1) / stop (0)"),
-    "/momu/tempo/set/bpm": ControlSpec("float", "force the tracked tempo", 20.0, 300.0),
-    "/momu/output/set/gain": ControlSpec("float", "gain of generated audio (linear)", 0.0, 4.0),
-}
+CONTROLS: tuple[ControlSpec, ...] = (
+    ControlSpec(GUIDANCE_ADDR, "float", "model", "cross-guidance / CFG scale", 0.0, 20.0),
+    ControlSpec(BEAT_ADDR, "float", "model", "beat-guidance strength onto the tracked tempo (1 default, 0 off)", 0.0, 10.0),
+    ControlSpec("/momu/engine/set/mode", "mode", "mode", "generation mode (switched between two windows)", choices=MODES),
+    ControlSpec(STEPS_ADDR, "int", "model", "sampler steps", 1, 1000),
+    ControlSpec("/momu/engine/set/hop", "float", "hop", "scheduler hop", 0.02, 30.0, unit="s"),
+    ControlSpec("/momu/engine/set/window", "float", "window", "analysis window", 0.1, 60.0, unit="s"),
+    ControlSpec("/momu/engine/stop", "none", "stop", "stop the engine (as SIGTERM)"),
+    ControlSpec("/momu/transport/set/play", "bool", "play",
+                "transport play/stop (AbletonOSC start/stop with the ableton preset)"),
+    ControlSpec("/momu/tempo/set/bpm", "float", "bpm", "force the tracked tempo (tracking continues from it)", 20.0, 300.0),
+    ControlSpec("/momu/output/set/gain", "float", "gain", "gain of generated audio (linear)", 0.0, 4.0),
+)
+CONTROL_SPECS: dict[str, ControlSpec] = {c.address: c for c in CONTROLS}
+CONTROL_TARGETS: frozenset[str] = frozenset(c.target for c in CONTROLS)
 
 
 def _coerce(spec: ControlSpec, address: str, args: list) -> Any:
     if spec.kind == "none":
         return None
     if len(args) != 1:
-        raise GrammarError(f"{address} takes one {spec.kind} argument, got {len(args)}")
+        raise GrammarError(f"{address} takes one argument ({spec.args}), got {len(args)}")
     a = args[0]
+    if spec.kind == "mode":
+        try:
+            return Mode.parse(a).value
+        except ValueError as exc:
+            raise GrammarError(f"{address}: {exc}") from None
     try:
-        if spec.kind == "str":
-            v: Any = str(a)
-            if spec.choices and v not in spec.choices:
-                raise GrammarError(f"{address}: {v!r} is not one of {', '.join(spec.choices)}")
-            return v
         if isinstance(a, (str, bytes)) or a is None:
             raise GrammarError(f"{address} takes a number, got {a!r}")
         x = float(a)
@@ -271,18 +303,23 @@ def _coerce(spec: ControlSpec, address: str, args: list) -> Any:
             raise
         raise GrammarError(f"{address}: bad argument {a!r}") from None
     if (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi):
-        raise GrammarError(f"{address}: {v} outside [{spec.lo}, {spec.hi}]")
+        raise GrammarError(f"{address}: {v} outside [{spec.lo:g}, {spec.hi:g}]")
     return v
 
 
 def parse_control(address: str, args: list) -> Control:
     """Validate a control message (see ``CONTROLS``) -> ``Control``; raises ``GrammarError`` otherwise."""
-    spec = CONTROLS.get(address)
+    spec = CONTROL_SPECS.get(address)
     if spec is None:
-        raise GrammarError(f"unknown control address {address!r}")
+        raise GrammarError(f"unknown control address {address!r}; one of {', '.join(CONTROL_SPECS)}")
     parts = address[len(PREFIX) + 1:].split("/")
     obj, verb, prop = (parts + ["", ""])[:3]
-    return Control(obj, verb, prop, _coerce(spec, address, list(args)))
+    return Control(obj, verb, prop, _coerce(spec, address, list(args)), spec)
+
+
+def check_control(address: str, value: Any) -> Any:
+    """Validate one value for ``address`` (e.g. a CLI flag that sets the same thing) -> the coerced value."""
+    return parse_control(address, [] if value is None else [value]).value
 
 
 def control_message(obj: str, prop: str, value: Any = None, verb: str = "set") -> Msg:
@@ -295,3 +332,18 @@ def control_message(obj: str, prop: str, value: Any = None, verb: str = "set") -
         return (address, [int(c.value)])
     return (address, [c.value])
 
+
+def controls_markdown() -> str:
+    """The control table of docs/OSC.md (generated; a test keeps the document in step)."""
+    rows = ["| address | arguments | effect |", "| --- | --- | --- |"]
+    rows += [f"| `{c.address}` | {c.args} | {c.doc} |" for c in CONTROLS]
+    rows.append(f"| `{POSE_INPUT_ADDR}` | as the output row | pose input for `--source osc` |")
+    return "\n".join(rows)
+
+
+def controls_text() -> str:
+    """The control list as plain text (``momu live --help``, the control module's help)."""
+    w = max(len(c.address) for c in CONTROLS)
+    lines = [f"  {c.address:<{w}}  {c.args.replace('`', '')}: {c.doc}" for c in CONTROLS]
+    lines.append(f"  {POSE_INPUT_ADDR:<{w}}  i person, i frame, f time, J*3 f: pose input (--source osc)")
+    return "\n".join(lines)

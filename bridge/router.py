@@ -1,4 +1,7 @@
-"""Router: engine events -> sinks (OSC targets of a preset, MIDI, audio device, WAV recording).
+"""Router: engine events -> sinks (OSC targets of a preset, MIDI, audio device, WAV recording, extra ``Sink``s).
+
+The router is the one fan-out of the project: every destination is a ``Sink`` (bridge/events.py) or
+a built-in sink of the preset, and the engine talks to one router.
 
 ``emit(event)`` never blocks: events go into a queue drained by one worker thread which builds the
 messages (bridge/grammar.py), packs them into <= MTU bundles (bridge/osc.py) and sends them with
@@ -19,7 +22,7 @@ Overrides of ``Router.from_preset(name_or_path, overrides)`` (``None`` values ar
 | ``midi`` | False disables the preset's MIDI |
 | ``audio_device`` | play ``AudioBlock``s on this device (name substring) |
 | ``record`` | record ``AudioBlock``s into this WAV path |
-| ``sample_rate`` | rate of audio blocks (default 22050) |
+| ``sample_rate`` | rate of audio blocks (default: the time base's audio rate) |
 | ``listen`` | True/False: start/skip the preset's reply listener (e.g. AbletonOSC 11001) |
 """
 from __future__ import annotations
@@ -32,10 +35,11 @@ from pathlib import Path
 
 from momu_live import MomuError
 from momu_live.bridge import grammar
-from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
+from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
 from momu_live.bridge.osc import OscEncodeError
 from momu_live.bridge.preset import load_preset, validate_preset
 from momu_live.bridge.transport import OscServer, RateLimitedLog, UdpSender
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +127,7 @@ class OscTarget:
 class Router:
     """Fan events out to the sinks of a preset (see module doc); ``emit`` never blocks."""
 
-    def __init__(self, preset: dict, overrides: dict | None = None, max_queue: int = 2048):
+    def __init__(self, preset: dict, overrides: dict | None = None, max_queue: int = 2048, sinks=()):
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         bad = set(overrides) - _OVERRIDES
         if bad:
@@ -138,12 +142,13 @@ class Router:
             prim["style"] = overrides.get("style", prim["style"])
             if prim["style"] not in grammar.STYLES:
                 raise MomuError(f"style {prim['style']!r} is not one of {', '.join(grammar.STYLES)}")
-        self.sample_rate = int(overrides.get("sample_rate", 22050))
+        self.sample_rate = int(overrides.get("sample_rate", DEFAULT_TIMEBASE.sample_rate))
         self.targets: list[OscTarget] = []
         self.midi = None
         self.audio_out = None
         self.recorder = None
         self.listener: OscServer | None = None
+        self.extra: list[Sink] = list(sinks)  # more sinks (e.g. the console status printer), same guard
         self.peer_state: dict[str, list] = {}
         self.emitted = self.dropped = self.sink_errors = 0
         self._log = RateLimitedLog(log)
@@ -263,6 +268,8 @@ class Router:
             self._guard(self.midi.beat, ev)
         if isinstance(ev, AudioBlock) and self.recorder is not None:
             self._guard(self.recorder.write, ev)
+        for sink in self.extra:
+            self._guard(sink.emit, ev)
 
     def _guard(self, fn, arg) -> None:
         try:
@@ -296,7 +303,7 @@ class Router:
         return s
 
     def _close_sinks(self) -> None:
-        for s in (*self.targets, self.midi, self.audio_out, self.recorder, self.listener):
+        for s in (*self.targets, self.midi, self.audio_out, self.recorder, self.listener, *self.extra):
             if s is None:
                 continue
             try:

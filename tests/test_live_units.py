@@ -269,12 +269,12 @@ def test_recorder_keeps_the_stream_clock_and_survives_nan(tmp_path):
     from momu_live.live.recorder import Recorder
 
     rec = Recorder(tmp_path, 1000)
-    rec.add(AudioBlock(np.ones(100, np.float32) * 0.5, 1000, 2.0))
-    rec.add(AudioBlock(np.ones(100, np.float32) * 0.25, 1000, 2.3))  # 0.2 s gap (a skipped window)
-    rec.add(AudioBlock(np.ones(100, np.float32), 1000, 2.35))  # overlaps the previous block by 50 samples
-    rec.add(Status(1.0, "beats", {"pose": float("nan")}, 0, 30.0, 120.0, "x"))
-    rec.add(Beat(0, 2.0, 120.0))
-    rec.add(PoseFrame(0, 7, 2.0, np.ones((18, 3), np.float32)))
+    rec.emit(AudioBlock(np.ones(100, np.float32) * 0.5, 1000, 2.0))
+    rec.emit(AudioBlock(np.ones(100, np.float32) * 0.25, 1000, 2.3))  # 0.2 s gap (a skipped window)
+    rec.emit(AudioBlock(np.ones(100, np.float32), 1000, 2.35))  # overlaps the previous block by 50 samples
+    rec.emit(Status(1.0, "beats", {"pose": float("nan")}, 0, 30.0, 120.0, "x"))
+    rec.emit(Beat(0, 2.0, 120.0))
+    rec.emit(PoseFrame(0, 7, 2.0, np.ones((18, 3), np.float32)))
     rec.close({"stop_reason": "test"})
     rec.close()  # idempotent
     y, sr = sf.read(tmp_path / "generated.wav")

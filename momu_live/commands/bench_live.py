@@ -46,7 +46,8 @@ def run(args) -> int:
     import torch
 
     from momu_live.live.backend import make_backend
-    from momu_live.live.engine import STAGES, EngineConfig, LiveEngine, rss_mb
+    from momu_live.live.engine import EngineConfig, LiveEngine
+    from momu_live.live.latency import STAGES, rss_mb
     from momu_live.live.monitor import OscMonitor
     from momu_live.live.sinks import make_output
     from momu_live.live.sources import make_source

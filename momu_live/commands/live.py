@@ -2,22 +2,35 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from momu_live import MomuError
+from momu_live.modes import MODES, Mode
 
-DEFAULT_MODE = {"pose": "motion2music", "audio": "music2motion", "none": "joint"}
+DEFAULT_MODE = {"pose": Mode.MOTION2MUSIC.value, "audio": Mode.MUSIC2MOTION.value, "none": Mode.JOINT.value}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the description/epilog (the control table) kept as written."""
+
+
+def _controls_epilog() -> str:
+    from momu_live.bridge.grammar import controls_text
+
+    return "OSC control messages (to --control-port; docs/OSC.md):\n" + controls_text()
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "live", help="run live: webcam/video/audio/OSC in; music, poses, beats, status out",
-        description="Run the live engine.  motion2music / music2motion / joint run the shipped MoMu-Diffusion model "
-                    "(streaming, explicit state); --model passthrough runs a clearly labelled pass-through instead "
-                    "(metronome at the tracked tempo / procedural beat-synced dancer); the status says which.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=textwrap.fill(
+            "Run the live engine.  motion2music / music2motion / joint run the shipped MoMu-Diffusion model "
+            "(streaming, explicit state); --model passthrough runs a clearly labelled pass-through instead "
+            "(metronome at the tracked tempo / procedural beat-synced dancer); the status says which.", 100),
+        epilog=_controls_epilog(), formatter_class=_HelpFormatter)
     p.add_argument("--source", default="webcam:0",
                    help="webcam[:N] | video:PATH | audio:DEVICE (name substring) | file:PATH (audio) | osc | none")
-    p.add_argument("--mode", choices=["motion2music", "music2motion", "joint", "beats"], default=None,
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="default: motion2music for pose sources, music2motion for audio, joint for none")
     p.add_argument("--preset", default=None, help="output preset (momu presets); default: the generic /momu grammar")
     p.add_argument("--osc-host", default="127.0.0.1", help="where OSC output goes")
@@ -57,15 +70,25 @@ def run(args) -> int:
     import threading
 
     from momu_live.live.backend import make_backend
-    from momu_live.live.control import ControlServer
+    from momu_live.bridge.grammar import GrammarError, check_control
+    from momu_live.live.control import ControlInput
     from momu_live.live.engine import EngineConfig, LiveEngine
-    from momu_live.live.sinks import Outputs, make_output
+    from momu_live.live.sinks import make_output
+    from momu_live.models.timebase import DEFAULT_TIMEBASE
     from momu_live.live.sources import make_source
 
     log = logging.getLogger("momu.live")
     if args.duration is not None and args.duration <= 0:
         raise MomuError("--duration must be positive seconds")
-    if not (0.02 <= args.hop <= args.window):
+    try:  # the same ranges as the live controls (one grammar)
+        check_control("/momu/engine/set/window", args.window)
+        check_control("/momu/engine/set/hop", args.hop)
+        check_control("/momu/engine/set/steps", args.steps)
+        check_control("/momu/engine/set/guidance", args.guidance)
+        check_control("/momu/engine/set/beat", args.beat_strength)
+    except GrammarError as exc:
+        raise MomuError(f"{exc} (the same range as the OSC control; see momu live --help)") from None
+    if args.hop > args.window:
         raise MomuError(f"--hop {args.hop} must be between 0.02 s and --window ({args.window} s)")
     source = make_source(args.source, realtime=not args.fast, fps=args.fps, loop=args.loop)
     mode = args.mode or DEFAULT_MODE[source.kind]
@@ -81,25 +104,24 @@ def run(args) -> int:
                             beat=args.beat_strength)
 
     backend = backend_factory(mode)
-    control = ControlServer(args.listen, args.control_port)  # fails early (port taken) before devices open
+    control = ControlInput(args.listen, args.control_port)  # fails early (port taken) before devices open
     opened: list = [control]
     try:
-        sinks = [make_output(args.preset, args.osc_host, args.osc_port,
-                             {"audio_device": args.audio_out, "midi_port": args.midi_out})]
-        opened.append(sinks[0])
+        output = make_output(args.preset, args.osc_host, args.osc_port,
+                             {"audio_device": args.audio_out, "midi_port": args.midi_out},
+                             sinks=[_StatusPrinter()] if args.print_status else [])
+        opened.append(output)
         link = None
         if args.link:
             from momu_live.live.clock import LinkSync
 
             link = LinkSync()
             opened.append(link)
-        if args.print_status:
-            sinks.append(_StatusPrinter())
         recorder = None
         if args.record:
             from momu_live.live.recorder import Recorder
 
-            recorder = Recorder(args.record, 22050, {"mode": mode, "source": args.source, "preset": args.preset,
+            recorder = Recorder(args.record, DEFAULT_TIMEBASE.sample_rate, {"mode": mode, "source": args.source, "preset": args.preset,
                                                       "backend": backend.info.label})
     except BaseException:
         for o in reversed(opened):
@@ -107,7 +129,7 @@ def run(args) -> int:
         raise
     cfg = EngineConfig(mode=mode, window_s=args.window, hop_s=args.hop, heartbeat_hz=args.heartbeat_hz,
                        realtime=not args.fast)
-    engine = LiveEngine(cfg, source, backend, Outputs(sinks), recorder, control, link, backend_factory=backend_factory)
+    engine = LiveEngine(cfg, source, backend, output, recorder, control, link, backend_factory=backend_factory)
 
     def on_signal(signum, frame):
         engine.stop(signal.Signals(signum).name)
@@ -115,8 +137,9 @@ def run(args) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-    log.info("momu live: %s -> %s (%s), OSC to %s:%s, control on %s:%d", args.source, mode, backend.info.label,
-             args.osc_host, args.osc_port or "(preset port)", control.host, control.port)
+    osc_to = ", ".join(f"{t.sender.host}:{t.sender.port}" for t in getattr(output, "targets", [])) or "no OSC target"
+    log.info("momu live: %s -> %s (%s), OSC to %s, control on %s:%d", args.source, mode, backend.info.label,
+             osc_to, control.host, control.port)
     reason = engine.run(args.duration)
     log.info("stopped: %s; %d windows, %d dropped, %d beats", reason, engine.windows, engine.dropped, engine.beats_sent)
     return 0

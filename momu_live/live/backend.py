@@ -32,6 +32,7 @@ import numpy as np
 
 from momu_live import MomuError
 from momu_live.live.window import Backend, BackendInfo, BackendOutput, LiveWindow
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.modes import MODES, Mode
 
 
@@ -96,7 +97,7 @@ class ClickState:
 class ClickBackend:
     """PASS-THROUGH (no model): metronome clicks at the tracked tempo; with ``hum`` a tone following motion energy."""
 
-    def __init__(self, mode: str = "motion2music", sample_rate: int = 22050, hum: bool = True, gain: float = 0.5,
+    def __init__(self, mode: str = "motion2music", sample_rate: int = DEFAULT_TIMEBASE.sample_rate, hum: bool = True, gain: float = 0.5,
                  free_run: bool = False, max_gap_s: float = 2.0):
         label = ("pass-through: metronome at the tracked tempo + motion-energy hum (no model)" if hum
                  else "beats: click track of the tracked beats (no model)")
@@ -175,7 +176,7 @@ class ProceduralDancerBackend:
     LOOP_BEATS = 48  # the procedural dance repeats exactly after 48 s at 60 BPM (turn 16 s, path 24 s)
 
     def __init__(self, mode: str = "music2motion", pose_rate: float | None = None, free_run: bool = True,
-                 sample_rate: int = 22050):
+                 sample_rate: int = DEFAULT_TIMEBASE.sample_rate):
         from momu_live.models.timebase import DEFAULT_TIMEBASE
         from momu_live.procedural import procedural_dance
 
@@ -220,7 +221,7 @@ class ProceduralDancerBackend:
 class JointPassthrough:
     """PASS-THROUGH (no model) for joint/idle mode: metronome + procedural dancer on one clock."""
 
-    def __init__(self, sample_rate: int = 22050, pose_rate: float | None = None):
+    def __init__(self, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, pose_rate: float | None = None):
         self.click = ClickBackend("joint", sample_rate, hum=False, free_run=True)
         self.dancer = ProceduralDancerBackend("joint", pose_rate, free_run=True, sample_rate=sample_rate)
         self.info = replace(self.dancer.info, name="joint-passthrough",
@@ -238,7 +239,7 @@ class JointPassthrough:
 PASSTHROUGH = ("passthrough", "pass-through", "none")
 
 
-def make_backend(mode: str, model: str | None = None, sample_rate: int = 22050, *, device: str = "cpu",
+def make_backend(mode: str, model: str | None = None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, *, device: str = "cpu",
                  steps: int = 4, guidance: float = 3.5, seed: int = 0, threads: int | None = None,
                  beat: float = 1.0) -> Backend:
     """The back-end for ``mode``.

@@ -1,114 +1,116 @@
-"""The engine's OSC input: control messages and external pose frames on one UDP socket.
+"""The engine's control input: the grammar's control table bound to engine actions, on the bridge's OSC server.
 
-Listens on 127.0.0.1 unless told otherwise.  Every datagram is decoded in a ``try``: malformed or
-unknown packets are counted and dropped, so a flood of garbage never stops the stream; a bounded
-per-second budget (``max_rate``) sheds excess load instead of starving the engine's other threads.
+Three parts, each with one owner:
 
-Control grammar (``/momu/<object>/set/<property> value``), handled by the engine:
+- the grammar (addresses, argument types, ranges, docs) is ``momu_live.bridge.grammar.CONTROLS``;
+- the transport is ``momu_live.bridge.transport.OscServer`` (UDP, bounded queue, malformed packets
+  counted and dropped, 127.0.0.1 unless told otherwise);
+- this module binds the two: ``ControlBinding`` maps every grammar *target* (``hop``, ``mode``,
+  ``model``...) to one engine action and refuses to build when the grammar has a target without an
+  action (or the other way round), so adding a control is one table row plus, for a new target, one
+  action.  ``ControlInput`` owns the server and counts what it could not use.
 
-| address | args | effect |
-| --- | --- | --- |
-| ``/momu/engine/set/hop`` | float s | scheduler hop |
-| ``/momu/engine/set/window`` | float s | analysis window |
-| ``/momu/tempo/set/bpm`` | float | force the tracked tempo (tracking continues from it) |
-| ``/momu/output/set/gain`` | float | gain of generated audio |
-| ``/momu/engine/stop`` | - | stop the engine (as SIGTERM) |
-| ``/momu/pose/frame`` | int person, int frame, float time, J*3 floats | pose input (``--source osc``) |
+Control messages (generated from the grammar)::
+
 """
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
-from typing import Callable
+from typing import Any, Callable, Mapping
+
+from momu_live.bridge.grammar import (CONTROL_SPECS, CONTROL_TARGETS, Control, GrammarError, controls_text,
+                                      parse_control)
+from momu_live.bridge.transport import OscServer, RateLimitedLog
+
+__doc__ += controls_text() + "\n"
 
 log = logging.getLogger(__name__)
 
-
-def decode(data: bytes) -> list[tuple[str, list]]:
-    """OSC packet (message or bundle, nested) -> [(address, args)]; raises ``ValueError`` when malformed.
-
-    Uses the bridge's strict decoder (``momu_live.bridge.osc``: bounded nesting, padding checks).
-    """
-    from momu_live.bridge.osc import decode_packet, flatten
-
-    return [(m.address, list(m.args)) for m in flatten(decode_packet(data))]
+Action = Callable[[Any, Control], None]
+RawHandler = Callable[[str, list], None]
 
 
-class ControlServer:
-    """UDP OSC server on its own thread: ``handlers`` maps an address to ``f(address, args)``.
+class ControlBinding:
+    """Grammar targets -> actions: ``actions[target](value, control)`` for every validated control message.
 
-    ``fallback(address, args) -> bool`` sees addresses without a handler (True = handled).
-    Counters: ``packets``, ``messages``, ``malformed``, ``unknown``, ``shed``.
+    ``inputs`` maps addresses that are data rather than controls (``/momu/pose/frame`` for ``--source
+    osc``) to raw handlers ``f(address, args)``.  Counters: ``applied``, ``invalid`` (a known address
+    with a bad argument), ``unknown`` (no such address), ``errors`` (an action raised).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9001, handlers: dict | None = None,
-                 fallback: Callable[[str, list], bool] | None = None, max_rate: float = 20000.0):
-        self.handlers: dict[str, Callable[[str, list], None]] = dict(handlers or {})
-        self.fallback = fallback
-        self.max_rate = max_rate
-        self.packets = self.messages = self.malformed = self.unknown = self.shed = self.errors = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    def __init__(self, actions: Mapping[str, Action], inputs: Mapping[str, RawHandler] | None = None):
+        missing, extra = CONTROL_TARGETS - set(actions), set(actions) - CONTROL_TARGETS
+        if missing or extra:
+            raise ValueError(f"control binding does not match the grammar: missing {sorted(missing)}, "
+                             f"not in the grammar {sorted(extra)}")
+        self.actions = dict(actions)
+        self.inputs = dict(inputs or {})
+        self.applied = self.invalid = self.unknown = self.errors = 0
+        self._log = RateLimitedLog(log)
+
+    def handle(self, address: str, args: list, sender: Any = None) -> bool:
+        """Apply one message; True when it was used.  Never raises (a live loop must not die on input)."""
+        raw = self.inputs.get(address)
+        if raw is not None:
+            try:
+                raw(address, list(args))
+                return True
+            except Exception as exc:
+                self.errors += 1
+                self._log.warn("input", "OSC input %s failed: %r", address, exc)
+                return False
         try:
-            self._sock.bind((host, port))
-        except OSError as exc:
-            self._sock.close()
-            from momu_live import MomuError
-
-            raise MomuError(f"cannot listen for OSC control on {host}:{port} ({exc}); pick another --control-port") from None
-        self.host, self.port = self._sock.getsockname()[:2]
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="osc-control", daemon=True)
-
-    def start(self) -> "ControlServer":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        window_start, count = time.monotonic(), 0
-        while not self._stop.is_set():
-            try:
-                data, _ = self._sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    break
-                continue
-            self.packets += 1
-            now = time.monotonic()
-            if now - window_start >= 1.0:
-                window_start, count = now, 0
-            count += 1
-            if count > self.max_rate:  # shed load beyond the budget (counted)
-                self.shed += 1
-                continue
-            try:
-                msgs = decode(data)
-            except Exception:
-                self.malformed += 1
-                continue
-            for address, args in msgs:
-                self.messages += 1
-                try:
-                    h = self.handlers.get(address)
-                    if h is not None:
-                        h(address, args)
-                    elif not (self.fallback and self.fallback(address, args)):
-                        self.unknown += 1
-                except Exception as exc:  # a bad argument must not kill the server
-                    self.errors += 1
-                    log.debug("control %s %r failed: %r", address, args, exc)
+            c = parse_control(address, list(args))
+        except GrammarError as exc:
+            if address in CONTROL_SPECS:
+                self.invalid += 1
+            else:
+                self.unknown += 1
+            self._log.warn("grammar", "control ignored: %s", exc)
+            return False
+        try:
+            self.actions[c.spec.target](c.value, c)
+        except Exception as exc:
+            self.errors += 1
+            self._log.warn("action", "control %s %r failed: %r", address, args, exc)
+            return False
+        self.applied += 1
+        return True
 
     def counters(self) -> dict:
-        return {"packets": self.packets, "messages": self.messages, "malformed": self.malformed,
-                "unknown": self.unknown, "shed": self.shed, "errors": self.errors}
+        return {"applied": self.applied, "invalid": self.invalid, "unknown": self.unknown, "errors": self.errors}
+
+
+class ControlInput:
+    """The control port: a bridge ``OscServer`` whose messages go to a ``ControlBinding``.
+
+    Opened before the engine exists (a taken port fails early, before devices open); the engine
+    calls ``bind`` with its binding.  Messages that arrive before that are counted as ``unbound``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9001, queue_size: int = 4096):
+        self.binding: ControlBinding | None = None
+        self.unbound = 0
+        self.server = OscServer(host, port, self._handle, queue_size=queue_size)
+        self.host, self.port = self.server.host, self.server.port
+
+    def bind(self, binding: ControlBinding) -> None:
+        self.binding = binding
+
+    def _handle(self, address: str, args: list, sender: Any) -> None:
+        b = self.binding
+        if b is None:
+            self.unbound += 1
+            return
+        b.handle(address, args, sender)
+
+    def counters(self) -> dict:
+        s = self.server.stats()
+        out = {"packets": s["packets"], "messages": s["messages"], "malformed": s["malformed"],
+               "dropped": s["dropped"], "unbound": self.unbound}
+        out.update(self.binding.counters() if self.binding is not None else
+                   {"applied": 0, "invalid": 0, "unknown": 0, "errors": 0})
+        return out
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
-        self._sock.close()
+        self.server.close()

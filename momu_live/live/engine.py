@@ -1,26 +1,22 @@
-"""The live engine: sources -> window buffer -> scheduler/inference worker -> outputs, all bounded.
+"""The live engine: sources -> input rings -> scheduler/inference worker -> playout -> sinks, all bounded.
 
-Threads (none blocks another; every hand-over is a bounded, dropping structure):
+The engine composes four parts, each in its own module:
 
-- source thread(s) call ``ingest(item)`` (O(1): ring append, online tempo/beat tracking, enqueue the
-  captured pose frame and any beat);
-- the inference worker waits for the input clock to pass the next window end (window ``window_s``,
-  hop ``hop_s``), cuts the window from the rings and calls ``backend.step(window, state)`` with the
-  continuation state of the previous window; when it falls more than ``max_lag_hops`` hops behind it
-  skips windows (counted) instead of letting latency grow;
-- the output thread sends events (router/OSC, audio device, recorder); generated poses are played out
-  at their stream time plus ``playout_s`` so an avatar moves smoothly instead of in bursts;
-- the heartbeat thread queues a ``Status`` at ``heartbeat_hz`` (>= 1 Hz) with the median latency of
-  each stage over the last second: capture, pose, window, model, decode, send and end to end (e2e,
-  from frame capture to sent).
+- **control binding** (``control.py``): the grammar's control table bound to the actions below
+  (``_actions``), on the bridge's OSC server;
+- **ingest** (here): source threads call ``ingest(item)`` (O(1): ring append, online tempo/beat
+  tracking, queue the captured pose frame and any beat);
+- **scheduling** (``scheduler.py``): the inference worker cuts windows from the rings (``cut_window``)
+  and runs the back-end with explicit continuation state, skipping windows when it falls behind;
+- **playout** (``playout.py``): one thread sends events to the output (router: OSC, MIDI, audio
+  device) and the recorder, generated poses at their stream time plus ``playout_s``.
 
-State that lives across windows (backend continuation, tempo, clocks) is owned by exactly one
-thread; the engine holds no globals.
+A heartbeat thread queues a ``Status`` at ``heartbeat_hz`` (>= 1 Hz) with the median latency of each
+stage (``latency.py``) over the last second.  State that lives across windows (backend continuation,
+tempo, clocks) is owned by exactly one thread; the engine holds no globals.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import threading
@@ -30,15 +26,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
-from momu_live.live.window import LiveWindow
-from momu_live.live.buffer import AudioRing, DropQueue, PoseRing
+from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
+from momu_live.live.buffer import AudioRing, PoseRing
+from momu_live.live.control import ControlBinding, ControlInput
+from momu_live.live.latency import LatencyStats, rss_mb
+from momu_live.live.playout import Playout
+from momu_live.live.scheduler import LiveSettings, SchedulerConfig, WindowScheduler
 from momu_live.live.sources import AudioItem, PoseItem, Source
 from momu_live.live.tempo import TempoConfig, TempoTracker
+from momu_live.live.window import LiveWindow
 from momu_live.models.skeleton import CANONICAL_JOINTS
+from momu_live.models.timebase import DEFAULT_TIMEBASE
+from momu_live.modes import Mode
 
 log = logging.getLogger(__name__)
-STAGES = ("capture", "pose", "tempo", "window", "model", "decode", "send", "e2e", "e2e_gen", "e2e_wire")
 
 
 @dataclass
@@ -47,7 +48,7 @@ class EngineConfig:
     window_s: float = 2.0
     hop_s: float = 0.5
     heartbeat_hz: float = 2.0
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     buffer_s: float = 30.0
     out_queue: int = 1024
     max_lag_hops: float = 2.0
@@ -58,77 +59,11 @@ class EngineConfig:
     tempo: TempoConfig = field(default_factory=TempoConfig)
 
 
-class LatencyStats:
-    """Per-stage latency samples (ms): recent medians for the heartbeat, a fixed ring for benchmarks.
-
-    Each stage's history is a preallocated ring of ``keep`` (wall, ms) pairs (pages touched up front),
-    so memory is flat from the first frame however long the engine runs; ``summary`` covers the
-    last ``keep`` samples of each stage (20 min of 30 fps frames by default).
-    """
-
-    def __init__(self, keep: int = 36_000):
-        self.recent = {s: deque(maxlen=512) for s in STAGES}  # (wall, ms)
-        self.keep = int(keep)
-        self._ring = {s: np.full((self.keep, 2), np.nan) for s in STAGES}  # (keep, 2) wall, ms
-        self._n = dict.fromkeys(STAGES, 0)
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, ms: float) -> None:
-        if math.isfinite(ms):
-            now = time.monotonic()
-            self.recent[stage].append((now, ms))
-            with self._lock:
-                self._ring[stage][self._n[stage] % self.keep] = (now, ms)
-                self._n[stage] += 1
-
-    def history(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
-        """(wall times, ms) of a stage's kept samples, oldest first."""
-        with self._lock:
-            n, r = self._n[stage], self._ring[stage]
-            idx = np.arange(max(0, n - self.keep), n) % self.keep
-            return r[idx, 0].copy(), r[idx, 1].copy()
-
-    def medians(self, horizon_s: float = 1.0) -> dict:
-        now = time.monotonic()
-        out = {}
-        for s, dq in self.recent.items():
-            vals = [ms for (w, ms) in list(dq) if now - w <= horizon_s]
-            if vals:
-                out[s] = round(float(np.median(vals)), 3)
-        return out
-
-    def summary(self, since: float = -math.inf) -> dict:
-        out = {}
-        for s in STAGES:
-            w, ms = self.history(s)
-            vals = ms[w >= since]
-            if len(vals):
-                out[s] = {"median": float(np.median(vals)), "p95": float(np.percentile(vals, 95)),
-                          "max": float(vals.max()), "n": int(len(vals))}
-        return out
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        import os
-
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 class LiveEngine:
-    def __init__(self, cfg: EngineConfig, source: Source, backend=None, output=None, recorder=None,
-                 control=None, link=None, backend_factory=None):
+    def __init__(self, cfg: EngineConfig, source: Source, backend=None, output: Sink | None = None,
+                 recorder: Sink | None = None, control: ControlInput | None = None, link=None, backend_factory=None):
         self.cfg = cfg
         self.source = source
-        self.backend = backend
-        # mode -> back-end for live mode switches, with the choices the back-end was made with
-        # (model folder, steps, device...); default: make_backend(mode) with the shipped model
-        self.backend_factory = backend_factory
         self.output = output
         self.recorder = recorder
         self.control = control
@@ -136,8 +71,8 @@ class LiveEngine:
         self.stats = LatencyStats()
         self.poses = PoseRing(int(cfg.buffer_s * 120) + 16, len(CANONICAL_JOINTS))
         self.audio = AudioRing(cfg.buffer_s, cfg.sample_rate)
-        self.out = DropQueue(cfg.out_queue)
         self.tracker = TempoTracker(cfg.tempo)
+        self.settings = LiveSettings(cfg.window_s, cfg.hop_s)
         self._tempo_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
         self._data = threading.Condition()
@@ -146,67 +81,63 @@ class LiveEngine:
         self._worker_done = threading.Event()  # the output thread drains until the worker has flushed
         self._t0 = time.monotonic()
         self._started = False
-        self.window_s, self.hop_s = cfg.window_s, cfg.hop_s
-        self.gain = 1.0
-        self.skipped_windows = 0
-        self.windows = 0
         self.ingest_errors = 0
         self.last_beat: tuple[float, int] | None = None  # (time, index) of the last tracked beat
-        self.beats_sent = 0
         self.frames_in = deque(maxlen=4096)  # wall times of input frames (fps)
         self._frame_walls = np.full((4096, 2), np.nan)  # ring: (frame index, capture wall) of primary pose frames
         self.no_person = False
         self._reports: deque = deque(maxlen=8)  # (wall, message)
         self.stop_reason = ""
-        self._gen_frame = itertools.count()
         self.status_count = 0
         self.rss: deque = deque(maxlen=86_400)  # (stream time, MiB) once per heartbeat
         self._primary_person = 0
-        self.controls: dict = {}
-        self._pending_mode: str | None = None
+        self.playout = Playout(self.clock, self.stats, self.report, output, recorder, cfg.out_queue, cfg.realtime)
+        self.scheduler = WindowScheduler(
+            SchedulerConfig(cfg.realtime, cfg.grace_s, cfg.max_lag_hops, cfg.stop_when_source_ends, cfg.sample_rate),
+            self.settings, backend, backend_factory, clock=self.clock, input_time=self._input_time,
+            source_finished=lambda: self.source.finished, cut=self.cut_window, put=self._queue, stats=self.stats,
+            report=self.report, wakeup=self._data,
+            emits_beats=lambda: self.cfg.mode == Mode.JOINT and self.source.kind == "none")
+        self.scheduler.mode_switched = self._mode_switched
+        self.scheduler.on_beat = lambda t, k: setattr(self, "last_beat", (t, k))
         if control is not None:
-            control.handlers.update({
-                "/momu/engine/set/hop": self._set("hop_s", 0.02, 30.0),
-                "/momu/engine/set/window": self._set("window_s", 0.1, 60.0),
-                "/momu/output/set/gain": self._set("gain", 0.0, 4.0),
-                "/momu/tempo/set/bpm": self._on_bpm,
-                "/momu/engine/stop": lambda a, args: self.stop("control message"),
-            })
-            if hasattr(source, "on_message"):
-                control.handlers[source.ADDRESS] = source.on_message
-            control.fallback = self._on_other_control
+            inputs = {source.ADDRESS: source.on_message} if hasattr(source, "on_message") else {}
+            control.bind(ControlBinding(self._actions(), inputs))
 
-    # -- control ----------------------------------------------------------------------------
-    def _set(self, attr: str, lo: float, hi: float):
-        def handler(address, args):
-            v = float(args[0])
-            if math.isfinite(v) and lo <= v <= hi:
-                setattr(self, attr, v)
-            else:
-                raise ValueError(f"{address} {v} out of [{lo}, {hi}]")
-        return handler
+    # -- control actions (one per grammar target; momu_live/live/control.py binds them) ---------
+    def _actions(self) -> dict:
+        s = self.settings
 
-    def _on_other_control(self, address: str, args: list) -> bool:
-        """The rest of the bridge's control grammar: mode switch, transport, model parameters."""
-        from momu_live.bridge.grammar import GrammarError, parse_control
+        def set_tempo(v, c):
+            with self._tempo_lock:
+                self.tracker.set_bpm(v)
 
-        try:
-            c = parse_control(address, args)
-        except GrammarError:
-            return False
-        if c.address == "/momu/engine/set/mode":
-            self._pending_mode = c.value  # swapped in by the worker between two windows
-        elif c.address == "/momu/transport/set/play" and hasattr(self.output, "transport"):
-            self.output.transport(bool(c.value))
-        self.controls[c.address] = c.value  # e.g. steps/guidance for a model back-end (LiveWindow.controls)
-        return True
+        def set_model(v, c):
+            s.model_controls[c.address] = v  # steps / guidance / beat for a model back-end (LiveWindow.controls)
 
-    def _on_bpm(self, address, args):
-        v = float(args[0])
-        if not (20.0 <= v <= 300.0):
-            raise ValueError(f"bpm {v} out of range")
-        with self._tempo_lock:
-            self.tracker.set_bpm(v)
+        def play(v, c):
+            transport = getattr(self.output, "transport", None)
+            if transport is not None:
+                transport(bool(v))
+
+        return {"hop": lambda v, c: setattr(s, "hop_s", v), "window": lambda v, c: setattr(s, "window_s", v),
+                "gain": lambda v, c: setattr(s, "gain", v), "bpm": set_tempo, "model": set_model,
+                "mode": lambda v, c: setattr(s, "pending_mode", v), "play": play,
+                "stop": lambda v, c: self.stop("control message")}
+
+    def _mode_switched(self, mode: str) -> None:
+        self.cfg.mode = mode
+
+    # settings and counters, by name (read by tests, the CLI summary, the benchmark)
+    hop_s = property(lambda self: self.settings.hop_s)
+    window_s = property(lambda self: self.settings.window_s)
+    gain = property(lambda self: self.settings.gain)
+    controls = property(lambda self: self.settings.model_controls)
+    backend = property(lambda self: self.scheduler.backend)
+    windows = property(lambda self: self.scheduler.windows)
+    skipped_windows = property(lambda self: self.scheduler.skipped_windows)
+    beats_sent = property(lambda self: self.playout.beats_sent)
+    out = property(lambda self: self.playout.queue)
 
     # -- clock and reports ------------------------------------------------------------------
     def clock(self) -> float:
@@ -218,10 +149,10 @@ class LiveEngine:
 
     @property
     def dropped(self) -> int:
-        return int(self.source.stats.dropped + self.out.dropped + self.skipped_windows)
+        return int(self.source.stats.dropped + self.playout.dropped + self.scheduler.skipped_windows)
 
     def _queue(self, ev, meta: dict | None = None) -> None:
-        self.out.put((ev, meta or {}))
+        self.playout.put(ev, meta)
 
     # -- ingest (source threads) --------------------------------------------------------------
     def ingest(self, item) -> None:
@@ -302,7 +233,7 @@ class LiveEngine:
                 except Exception as exc:
                     log.debug("link: %r", exc)
 
-    # -- inference worker ---------------------------------------------------------------------
+    # -- windows (called by the scheduler's worker) ---------------------------------------------
     def _input_time(self) -> float:
         kind = self.source.kind
         if kind == "pose":
@@ -311,150 +242,28 @@ class LiveEngine:
             return self.audio.latest_time
         return self.clock()
 
-    def _worker(self) -> None:
-        try:
-            self._work()
-        finally:
-            self._worker_done.set()
-
-    def _work(self) -> None:
-        if self.backend is None:
-            return
-        state = self.backend.init_state()
-        next_end = None
-        while not self._stop.is_set():
-            t_in = self._input_time()
-            if next_end is None:
-                if not math.isfinite(t_in):
-                    with self._data:
-                        self._data.wait(0.05)
-                    continue
-                next_end = t_in + self.hop_s
-            ready = t_in >= next_end or (self.cfg.realtime and self.clock() >= next_end + self.cfg.grace_s
-                                         and self.clock() - t_in > self.cfg.grace_s)
-            if not ready:
-                if self.source.finished and self.cfg.stop_when_source_ends and not self.cfg.realtime:
-                    break
-                with self._data:
-                    self._data.wait(0.02)
-                continue
-            behind = max(t_in, self.clock() if self.cfg.realtime else t_in) - next_end
-            if behind > self.cfg.max_lag_hops * self.hop_s:  # too late: skip to the newest window
-                n_skip = int(behind // self.hop_s)
-                self.skipped_windows += n_skip
-                next_end += n_skip * self.hop_s
-            if self._pending_mode is not None:  # live mode switch: a new back-end with fresh state
-                mode, self._pending_mode = self._pending_mode, None
-                try:
-                    if self.backend_factory is not None:
-                        self.backend = self.backend_factory(mode)
-                    else:
-                        from momu_live.live.backend import make_backend
-
-                        self.backend = make_backend(mode, sample_rate=self.cfg.sample_rate)
-                    state = self.backend.init_state()
-                    self.cfg.mode = mode
-                    self.report(f"mode switched to {mode}")
-                except Exception as exc:
-                    self.report(f"cannot switch to mode {mode}: {exc}")
-            try:
-                state = self._run_window(next_end, state)
-            except Exception as exc:
-                self.report(f"backend {self.backend.info.name} failed on a window: {exc!r}")
-                log.exception("backend step failed")
-            next_end += self.hop_s
-        self._flush_backend(state)
-
-    def _flush_backend(self, state) -> None:
-        """At stop: emit what a back-end holds back (cross-fade latents, vocoder tail), so recordings are whole."""
-        flush = getattr(self.backend, "flush", None)
-        if flush is None or state is None:
-            return
-        try:
-            out, _ = flush(state)
-        except Exception as exc:
-            self.report(f"backend {self.backend.info.name} failed to flush: {exc!r}")
-            return
-        if out.audio is not None and len(out.audio):
-            self._queue(AudioBlock((out.audio * self.gain).astype(np.float32), self.cfg.sample_rate, out.audio_time),
-                        {"wall": time.monotonic()})
-
-    def _run_window(self, t_end: float, state):
-        """Cut the window ending at ``t_end``, run the back-end, queue its outputs; returns the new state."""
-        w0 = time.monotonic()
-        t_start = t_end - self.window_s
+    def cut_window(self, *, t_start: float, t_end: float, hop_start: float, index: int, controls: dict) -> LiveWindow:
+        """The analysis window ``[t_start, t_end)`` from the input rings, with the tracked tempo."""
         pw = self.poses.window(t_start, t_end)
         audio = self.audio.read(t_start, t_end) if self.source.kind == "audio" else np.zeros(0, np.float32)
         with self._tempo_lock:
             bpm = self.tracker.bpm
         lb = self.last_beat
-        win = LiveWindow(index=self.windows, t_start=t_start, t_end=t_end, hop_start=t_end - self.hop_s,
-                         pose_times=pw.times, poses=pw.joints, pose_confidence=pw.confidence, pose_valid=pw.valid,
-                         audio=audio, sample_rate=self.cfg.sample_rate, bpm=bpm,
-                         beat_time=lb[0] if lb else None, beat_index=lb[1] if lb else 0,
-                         meter=self.cfg.tempo.meter, controls=dict(self.controls))
-        m0 = time.monotonic()
-        self.stats.add("window", (m0 - w0) * 1000.0)
-        out, state = self.backend.step(win, state)
-        model_ms = (time.monotonic() - m0) * 1000.0
-        self.stats.add("model", model_ms - out.decode_ms)
-        self.stats.add("decode", out.decode_ms)
-        self.windows += 1
-        meta = {"wall": w0 - max(0.0, self.clock() - t_end)}  # e2e from the window's last input
-        if out.audio is not None and len(out.audio):
-            self._queue(AudioBlock((out.audio * self.gain).astype(np.float32), self.cfg.sample_rate, out.audio_time), meta)
-        if out.poses is not None and len(out.poses):
-            for t, j in zip(out.pose_times, out.poses):
-                self._queue(PoseFrame(0, next(self._gen_frame), float(t), j.astype(np.float32), CANONICAL_JOINTS,
-                                      None, "generated"), {**meta, "play_at": float(t)})
-        if self.cfg.mode == "joint" and self.source.kind == "none":
-            for k, t, bpm_b, down in out.beats:
-                self.last_beat = (t, k)
-                self._queue(Beat(int(k), float(t), round(float(bpm_b), 3), 0.0, bool(down), "generated"), meta)
-        return state
+        return LiveWindow(index=index, t_start=t_start, t_end=t_end, hop_start=hop_start,
+                          pose_times=pw.times, poses=pw.joints, pose_confidence=pw.confidence, pose_valid=pw.valid,
+                          audio=audio, sample_rate=self.cfg.sample_rate, bpm=bpm,
+                          beat_time=lb[0] if lb else None, beat_index=lb[1] if lb else 0,
+                          meter=self.cfg.tempo.meter, controls=controls)
 
-    # -- output ----------------------------------------------------------------------------
+    def _worker(self) -> None:
+        try:
+            self.scheduler.run(self._stop)
+        finally:
+            self._worker_done.set()
+
     def _output(self) -> None:
-        playout = self.cfg.playout_s if self.cfg.playout_s is not None else self.hop_s + 0.1
-        heap: list = []
-        seq = itertools.count()
-        while True:
-            timeout = 0.05
-            if heap:
-                timeout = max(0.0, min(timeout, heap[0][0] + playout - self.clock()))
-            item = self.out.get(timeout=timeout)
-            if item is not None:
-                ev, meta = item
-                if "play_at" in meta and self.cfg.realtime and playout > 0:
-                    heapq.heappush(heap, (meta["play_at"], next(seq), ev, meta))
-                else:
-                    self._send(ev, meta)
-            while heap and (heap[0][0] + playout <= self.clock() or self._stop.is_set()):
-                _, _, ev, meta = heapq.heappop(heap)
-                self._send(ev, meta)
-            if item is None and self._stop.is_set() and self._worker_done.is_set() and not heap and len(self.out) == 0:
-                break
-
-    def _send(self, ev, meta: dict) -> None:
-        s0 = time.monotonic()
-        if self.output is not None:
-            try:
-                self.output.emit(ev)
-            except Exception as exc:
-                log.debug("output failed: %r", exc)
-        if self.recorder is not None:
-            try:
-                self.recorder.add(ev)
-            except Exception as exc:
-                self.report(f"recording failed: {exc!r}")
-        now = time.monotonic()
-        self.stats.add("send", (now - s0) * 1000.0)
-        if isinstance(ev, Beat):
-            self.beats_sent += 1
-        if "wall" in meta and not isinstance(ev, Status):
-            gen = isinstance(ev, AudioBlock) or (isinstance(ev, PoseFrame) and ev.source == "generated")
-            if not (gen and "play_at" in meta):  # played-out poses wait on purpose: not latency
-                self.stats.add("e2e_gen" if gen else "e2e", (now - meta["wall"]) * 1000.0)
+        playout = self.cfg.playout_s if self.cfg.playout_s is not None else self.settings.hop_s + 0.1
+        self.playout.run(playout, self._stop, self._worker_done)
 
     # -- heartbeat -------------------------------------------------------------------------
     def status(self) -> Status:
@@ -486,8 +295,6 @@ class LiveEngine:
         if prepare is not None:
             prepare()
         self._t0 = time.monotonic()
-        if self.control is not None:
-            self.control.start()
         for name, target in (("momu-worker", self._worker), ("momu-output", self._output), ("momu-heartbeat", self._heartbeat)):
             th = threading.Thread(target=target, name=name, daemon=True)
             th.start()

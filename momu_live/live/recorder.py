@@ -3,8 +3,9 @@
 Files in the record directory:
 
 - ``generated.wav`` - all generated audio (16-bit PCM at the engine rate), written as it arrives
-  (gaps between blocks are filled with silence so the file stays on the stream clock) and flushed
-  every ``flush_s`` so the header is valid even if the process is killed;
+  (gaps between blocks are filled with silence so the file stays on the stream clock) through the
+  bridge's one WAV writer (``momu_live.bridge.audio_io.WavRecorder``), whose header is rewritten on
+  every write, so the file plays even if the process is killed;
 - ``poses.npz`` - ``capture_*`` and ``generated_*`` arrays (``times`` (N,), ``frames`` (N,),
   ``persons`` (N,), ``joints`` (N, J, 3), ``confidence`` (N, J)), re-written atomically every
   ``flush_s`` and on close;
@@ -12,7 +13,8 @@ Files in the record directory:
   .npz), line-buffered;
 - ``session.json`` - mode, source, back-end label, counters at close.
 
-``close()`` is idempotent and is what SIGINT/SIGTERM end in: nothing recorded is lost.
+``Recorder`` is a ``Sink`` (``emit``/``close``).  ``close()`` is idempotent and is what SIGINT/SIGTERM
+end in: nothing recorded is lost.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
 
 class Recorder:
     def __init__(self, directory: str | Path, sample_rate: int, meta: dict | None = None, flush_s: float = 5.0):
-        import soundfile as sf
+        from momu_live.bridge.audio_io import WavRecorder
 
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,7 @@ class Recorder:
         self.meta = dict(meta or {})
         self.flush_s = flush_s
         self._lock = threading.Lock()
-        self._wav = sf.SoundFile(str(self.dir / "generated.wav"), "w", self.sample_rate, 1, "PCM_16")
+        self._wav = WavRecorder(self.dir / "generated.wav", self.sample_rate, 1, subtype="PCM_16")
         self._wav_n = 0  # samples written
         self._wav_t0: float | None = None
         self._events = open(self.dir / "events.jsonl", "w", buffering=1, encoding="utf-8")
@@ -49,7 +51,7 @@ class Recorder:
         self.closed = False
         self.counts = {"pose": 0, "beat": 0, "status": 0, "audio_samples": 0}
 
-    def add(self, ev) -> None:
+    def emit(self, ev) -> None:
         with self._lock:
             if self.closed:
                 return
@@ -109,7 +111,6 @@ class Recorder:
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
-        self._wav.flush()
         self._events.flush()
         arrays = {}
         for key, p in self._poses.items():

@@ -9,8 +9,8 @@ the status heartbeat; ``clock()`` is the engine's stream clock (s since start).
   dropping queue; a pose thread runs MediaPipe (``momu_live.pose.PoseEstimator``), person tracking and
   One-Euro smoothing.  A camera that fails or disappears is reported and re-opened with back-off; a
   slow pose stage drops frames (counted) instead of queueing them.
-- ``AudioDeviceSource``: DAW/loopback input through sounddevice, device chosen by name substring,
-  resampled (soxr, streaming) to the engine rate; the PortAudio callback only copies.
+- ``AudioDeviceSource``: DAW/loopback input through the bridge's ``AudioInput`` (sounddevice, device
+  chosen by name substring, resampled with soxr streaming to the engine rate).
 - ``AudioFileSource``: an audio file played at pace.
 - ``OscPoseSource``: ``/momu/pose/frame`` messages from an external tracker (handled on the control
   server's socket, see ``control.py``).
@@ -27,8 +27,10 @@ from typing import Callable
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.bridge.grammar import POSE_INPUT_ADDR
 from momu_live.live.buffer import DropQueue
 from momu_live.live.smoothing import MEDIAPIPE_WORLD, OneEuroParams, PoseSmoother
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 log = logging.getLogger(__name__)
 N_JOINTS = 18
@@ -326,7 +328,7 @@ class AudioFileSource(Source):
 
     kind = "audio"
 
-    def __init__(self, path: str | Path, sample_rate: int = 22050, realtime: bool = True, block: int = 1024,
+    def __init__(self, path: str | Path, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, realtime: bool = True, block: int = 1024,
                  loop: bool = False):
         super().__init__()
         self.path = Path(path)
@@ -369,76 +371,57 @@ class AudioFileSource(Source):
         self.finished = True
 
 
-def find_input_device(substring: str) -> tuple[int, dict]:
-    """The first sounddevice input whose name contains ``substring`` (case-insensitive)."""
-    try:
-        import sounddevice as sd
-    except OSError as exc:  # PortAudio library missing
-        raise MomuError(f"audio input needs PortAudio ({exc}); install libportaudio2") from None
-    devs = list(sd.query_devices())
-    inputs = [(i, d) for i, d in enumerate(devs) if d.get("max_input_channels", 0) > 0]
-    for i, d in inputs:
-        if substring.lower() in d["name"].lower():
-            return i, d
-    names = ", ".join(repr(d["name"]) for _, d in inputs) or "none"
-    raise MomuError(f"no audio input device matches {substring!r}; inputs: {names} (see `momu devices`)")
-
-
 class AudioDeviceSource(Source):
-    """DAW/loopback input via sounddevice (device by name substring), mono, resampled to ``sample_rate``."""
+    """DAW/loopback input: the bridge's ``AudioInput`` (device by name substring, stereo averaged to mono,
+    resampled to ``sample_rate`` with the streaming soxr resampler), reopened after a device error."""
 
     kind = "audio"
 
-    def __init__(self, device: str, sample_rate: int = 22050, block: int = 512, retry_s: float = 1.0):
+    def __init__(self, device: str, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, block: int = 512,
+                 retry_s: float = 1.0):
+        from momu_live.bridge.audio_io import find_device
+
         super().__init__()
         self.device = device
         self.name = f"audio:{device}"
         self.sample_rate, self.block, self.retry_s = sample_rate, block, retry_s
-        self.blocks = DropQueue(64)
-        find_input_device(device)  # fail early with the list of inputs
+        find_device(device, "input")  # fail early with the list of inputs
 
     def _threads(self):
         return [self._run]
 
     def _run(self) -> None:
-        import sounddevice as sd
-        import soxr
+        from momu_live.bridge.audio_io import AudioInput
 
-        n_out = 0
+        n_out = 0  # samples emitted over every (re)opened stream: stream time never jumps back
         while not self._stop.is_set():
+            inp = None
             try:
-                idx, dev = find_input_device(self.device)
-                sr_dev = int(dev["default_samplerate"])
-                channels = min(2, int(dev["max_input_channels"]))
-                rs = soxr.ResampleStream(sr_dev, self.sample_rate, 1, dtype="float32") if sr_dev != self.sample_rate else None
-
-                def callback(indata, frames, time_info, status):  # PortAudio thread: copy only
-                    if status.input_overflow:
-                        self.stats.dropped += 1
-                    self.blocks.put((indata.mean(axis=1).astype(np.float32), time.monotonic()))
-
-                with sd.InputStream(device=idx, channels=channels, samplerate=sr_dev, blocksize=self.block,
-                                    dtype="float32", callback=callback):
-                    self.stats.extra.update(device=dev["name"], device_rate=sr_dev)
-                    while not self._stop.is_set():
-                        got = self.blocks.get(timeout=0.2)
-                        if got is None:
-                            continue
-                        x, wall = got
-                        y = rs.resample_chunk(x) if rs is not None else x
-                        if len(y):
-                            self.emit(AudioItem(n_out / self.sample_rate, y, self.sample_rate, wall, 0.0))
-                            n_out += len(y)
-                            self.stats.frames += 1
+                inp = AudioInput(self.device, self.sample_rate, blocksize=self.block, queue_blocks=64, latency="low",
+                                 mono=True)
+                self.stats.extra.update(device=inp.name, device_rate=inp.device_rate)
+                while not self._stop.is_set():
+                    got = inp.read_timed(timeout=0.2)
+                    if got is None:
+                        continue
+                    block, wall = got
+                    y = block.samples
+                    if len(y):
+                        self.emit(AudioItem(n_out / self.sample_rate, y, self.sample_rate, wall, 0.0))
+                        n_out += len(y)
+                        self.stats.frames += 1
             except MomuError as exc:
                 self.report(f"{self.name}: {exc}; retrying")
             except Exception as exc:  # device vanished, PortAudio error: report and retry
                 self.stats.errors += 1
                 self.report(f"{self.name}: audio input failed ({exc}); retrying in {self.retry_s:.1f} s")
+            finally:
+                if inp is not None:
+                    self.stats.dropped += inp.overflows
+                    inp.close()
             self.stats.reopens += 1
             if self._sleep(self.retry_s):
                 break
-        self.stats.dropped += self.blocks.dropped
 
 
 # ------------------------------------------------------------------------------------------------
@@ -448,13 +431,13 @@ class AudioDeviceSource(Source):
 class OscPoseSource(Source):
     """Poses from an external tracker as ``/momu/pose/frame person frame time x y z ...`` (J*3 floats).
 
-    Has no thread of its own: the control server (``control.ControlServer``) calls ``on_message``.
+    Has no thread of its own: the control input (``control.ControlInput``) calls ``on_message``.
     Frames are stamped with the engine clock at arrival; NaN joints are allowed (missing), a frame of
     the wrong length is counted as malformed and ignored.
     """
 
     kind = "pose"
-    ADDRESS = "/momu/pose/frame"
+    ADDRESS = POSE_INPUT_ADDR
 
     def __init__(self, smoothing: OneEuroParams | None = None, n_joints: int = N_JOINTS):
         super().__init__()
@@ -493,7 +476,7 @@ class NullSource(Source):
     kind = "none"
 
 
-def make_source(spec: str, sample_rate: int = 22050, realtime: bool = True, fps: float | None = None,
+def make_source(spec: str, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, realtime: bool = True, fps: float | None = None,
                 loop: bool = False) -> Source:
     """``webcam[:N] | video:PATH | audio:DEVICE | file:PATH | osc | none`` -> a Source."""
     kind, _, arg = spec.partition(":")

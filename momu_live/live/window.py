@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from momu_live.models.timebase import DEFAULT_TIMEBASE
+
 @dataclass(kw_only=True)
 class LiveWindow:
     index: int
@@ -46,7 +48,7 @@ class BackendInfo:
     mode: str
     label: str  # shown in the status heartbeat
     passthrough: bool
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     pose_rate: float = 0.0  # generated pose frames per second (0: none)
 
 
