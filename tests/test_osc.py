@@ -1,6 +1,8 @@
 """OSC bytes (against the OSC 1.0 spec examples and python-osc), the grammar, UDP transport and the router."""
 from __future__ import annotations
 
+import argparse
+
 import gc
 import random
 import socket
@@ -232,6 +234,54 @@ def test_control_parsing():
             grammar.parse_control(addr, args)
     assert grammar.control_message("engine", "guidance", 3) == ("/momu/engine/set/guidance", [3.0])
     assert grammar.control_message("transport", "play", True) == ("/momu/transport/set/play", [1])
+
+
+def test_numeric_mode_and_choices_come_from_the_one_mode_list():
+    from momu_live.modes import MODES, Mode
+
+    assert grammar.CONTROL_SPECS["/momu/engine/set/mode"].choices == MODES
+    for i, m in enumerate(MODES):  # TouchDesigner's OSC Out CHOP sends numbers only
+        assert grammar.parse_control("/momu/engine/set/mode", [i]).value == m
+        assert grammar.parse_control("/momu/engine/set/mode", [float(i)]).value == m
+        assert Mode.parse(m).number == i
+    for bad in ([4], [1.5], [-1], [""]):
+        with pytest.raises(grammar.GrammarError):
+            grammar.parse_control("/momu/engine/set/mode", bad)
+
+
+def test_control_table_docs_help_and_bindings_agree():
+    """One table: docs/OSC.md, momu live --help, the control module's help and the engine bindings."""
+    import re
+    from pathlib import Path
+
+    from momu_live.cli import build_parser
+    from momu_live.live import control as control_mod
+    from momu_live.live.engine import EngineConfig, LiveEngine
+    from momu_live.live.sources import make_source
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "OSC.md").read_text()
+    block = re.search(r"<!-- controls:begin[^>]*-->\n(.*?)\n<!-- controls:end -->", doc, re.S)
+    assert block is not None and block.group(1) == grammar.controls_markdown()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    live_help = sub.choices["live"].format_help()
+    for c in grammar.CONTROLS:
+        assert c.address in live_help and c.address in control_mod.__doc__
+        assert f"`{c.address}`" in block.group(1)
+    # every grammar target has exactly one engine action; a binding that misses one refuses to build
+    engine = LiveEngine(EngineConfig(mode="beats"), make_source("none"))
+    actions = engine._actions()
+    assert set(actions) == set(grammar.CONTROL_TARGETS)
+    with pytest.raises(ValueError, match="missing"):
+        control_mod.ControlBinding({k: v for k, v in actions.items() if k != "gain"})
+    # and the binding applies validated values only
+    b = control_mod.ControlBinding(actions)
+    assert b.handle("/momu/output/set/gain", [2.0]) and engine.gain == 2.0
+    assert not b.handle("/momu/output/set/gain", [9.0]) and engine.gain == 2.0
+    assert b.handle("/momu/engine/set/mode", [2]) and engine.settings.pending_mode == "joint"
+    assert b.handle(grammar.STEPS_ADDR, [8.0]) and engine.controls[grammar.STEPS_ADDR] == 8
+    assert not b.handle("/momu/no/such", [1])
+    assert b.counters() == {"applied": 3, "invalid": 1, "unknown": 1, "errors": 0}
 
 
 # ------------------------------------------------------------------------------------------------ transport
