@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 
 @dataclass(frozen=True)
 class MelConfig:
     """HiFi-GAN universal mel settings (config_v1.json of the universal checkpoint)."""
 
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     n_fft: int = 1024
     win_length: int = 1024
     hop_length: int = 256
@@ -116,6 +117,51 @@ def log_mel(wav: torch.Tensor | np.ndarray, cfg: MelConfig = DEFAULT_MEL) -> tor
     mel = torch.matmul(fb, mag)[..., :n_frames]  # (B, n_mels, frames)
     out = torch.log(torch.clamp(mel, min=cfg.log_clamp))
     return out[0] if squeeze else out
+
+
+# ------------------------------------------------------------------------------------------------
+# streaming log-mel (live input)
+
+
+@dataclass(frozen=True, eq=False)
+class MelStreamState:
+    """``mel_stream``'s continuation: samples not yet consumed by a whole frame, and the frames emitted."""
+
+    buf: np.ndarray  # (c,) float32: the next frame's left context (zeros before the stream start) + newer samples
+    frames: int = 0  # mel frames emitted so far
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_consts(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    fb = torch.from_numpy(mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))  # (80, F)
+    return fb, torch.hann_window(cfg.win_length, dtype=torch.float32)
+
+
+def mel_stream_init(cfg: MelConfig = DEFAULT_MEL) -> MelStreamState:
+    """A fresh ``mel_stream``: (n_fft - hop) / 2 zeros of left context before the first sample."""
+    return MelStreamState(np.zeros((cfg.n_fft - cfg.hop_length) // 2, np.float32))
+
+
+def mel_stream(samples: np.ndarray, state: MelStreamState, cfg: MelConfig = DEFAULT_MEL
+               ) -> tuple[torch.Tensor, MelStreamState]:
+    """Next log-mel frames (80, m) of a sample stream; frame ``k`` covers samples [256k - 384, 256k + 640).
+
+    Equals ``log_mel`` of the whole signal on every frame whose window lies inside the signal
+    (log_mel reflect-pads its first and last frames; the stream zero-pads before its start and
+    waits for the right context instead of padding the end).
+    """
+    x = np.asarray(samples, np.float32).reshape(-1)
+    buf = np.concatenate([state.buf, x]) if len(x) else state.buf  # (c + N,)
+    n = (len(buf) - cfg.n_fft) // cfg.hop_length + 1 if len(buf) >= cfg.n_fft else 0
+    if n <= 0:
+        return torch.zeros(cfg.n_mels, 0), MelStreamState(buf, state.frames)
+    fb, window = _mel_consts(cfg)
+    seg = torch.from_numpy(buf[: (n - 1) * cfg.hop_length + cfg.n_fft].copy())  # (L,)
+    spec = torch.stft(seg, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
+                      center=False, onesided=True, return_complex=True)  # (F, n)
+    mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)  # (F, n)
+    mel = torch.log(torch.clamp(fb @ mag, min=cfg.log_clamp))  # (80, n)
+    return mel, MelStreamState(buf[n * cfg.hop_length:].copy(), state.frames + n)
 
 
 def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_MEL.sample_rate, mono: bool = True) -> tuple[np.ndarray, int]:

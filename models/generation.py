@@ -6,24 +6,31 @@ Two layers:
     ``sample(task, length, cond, seed, spec, prefix)``: one pass over any length (the DiT's banded
     attention makes the context length-free).  ``prefix`` (B, C, P) continues a sequence: the first
     P frames are inpainted (models/denoiser.InpaintDenoiser) and come out equal to the prefix.
-    ``step(cond_chunk, state) -> (latents_chunk, state)``: EDGE-style window stitching for live use;
-    each call generates ``overlap + k`` frames whose first ``overlap`` frames are the previous
-    window's tail (inpainted), and returns the k new ones.  The state is an explicit dict (no globals);
-    the noise of window n comes from ``seed`` and n only, so the same seed and inputs give the same
-    output whatever the chunking.
+    ``step(task, cond_chunk, state) -> (latents_chunk, state)``: EDGE-style window stitching for live
+    use; each call generates ``overlap + k`` frames whose first ``overlap`` frames are the previous
+    window's tail (inpainted), and returns the k new ones.  The state is an explicit ``SamplerState``
+    (no globals, never written on ``self``); the noise of window n comes from ``seed`` and n only, so
+    the same seed and inputs give the same output whatever the chunking.
 
 ``Pipeline`` (VAE + DiT + vocoder; models/pretrained.load_pipeline builds it)
     ``motion2music(joints)``, ``music2motion(wav)``, ``joint(seconds)``: offline, one pass
     (``window=None``) or window-stitched (``window=k``: the same code path as the live step).
-    ``motion2music_step(joints_chunk, state)`` / ``music2motion_step(mel_chunk, state)`` /
-    ``joint_step(n_latent, state)``: the live API: causal VAE streams + latent windows + vocoder
-    stream, all state passed in and out.
+    The live API, all state passed in and out as a ``StreamState``::
+
+        st = pipe.init_stream("motion2music", overlap=8, seed=0, blend=1)
+        out, st = pipe.motion2music_step(joints_chunk, st, spec)    # StepOutput: latents, mel, wav
+        out, st = pipe.music2motion_step(mel_chunk, st, spec)       # StepOutput: latents, joints
+        out, st = pipe.joint_step(k, st, spec)                      # StepOutput: latents, mel, wav, joints
+        out, st = pipe.flush(st)                                    # end of stream: held-back frames, vocoder tail
+
+    ``vocode=False`` on a step (or ``flush``) leaves the vocoder out: the output carries the mel and the
+    caller runs ``pipe.vocode_stream(out.mel, st, final=...)`` itself (e.g. to time it apart).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,8 +42,7 @@ from momu_live.models.guidance import BeatGrid, BeatGuidedDenoiser, BeatSpec, ma
 from momu_live.models.sampling import DEFAULT_SCHEDULE, get_sampler
 from momu_live.models.schedules import get_sigmas
 from momu_live.models.timebase import DEFAULT_TIMEBASE
-
-TASKS = ("motion2music", "music2motion", "joint")
+from momu_live.modes import TASKS, Mode  # the pipeline's tasks are the generating engine modes
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,31 @@ def _noise(seed: int, batch: int, channels: int, length: int, device) -> torch.T
 
 def window_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * int(index)) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True, eq=False)
+class SamplerState:
+    """``LatentSampler.step``'s continuation: what window n + 1 needs from windows 0..n (EDGE-style stitching).
+
+    ``rows`` is B (1 for a pipeline stream), or 2B for joint (music rows first); C the latent width."""
+
+    overlap: int = 8  # emitted frames re-used as the next window's inpainted prefix
+    blend: int = 0  # frames held back and cross-faded with their regeneration
+    seed: int = 0
+    prev: torch.Tensor | None = None  # (rows, C, <= overlap) last emitted frames: the next prefix
+    pending: torch.Tensor | None = None  # (rows, C, <= blend) held-back frames, not emitted yet
+    cond_tail: torch.Tensor | None = None  # (B, C, prefix + pending) the condition under prev + pending
+    index: int = 0  # windows sampled so far (window n's noise comes from window_seed(seed, n))
+    frames: int = 0  # latent frames emitted so far
+
+
+def cross_fade(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Blend D held-back frames with their regeneration: old weight (D, D-1, ..., 1) / (D + 1), falling to 0.
+
+    old, new: (rows, C, D) -> (rows, C, D)."""
+    D = old.shape[-1]
+    w = torch.arange(D, 0, -1, device=new.device, dtype=new.dtype) / (D + 1)  # (D,) old-estimate weight
+    return w * old + (1 - w) * new
 
 
 class LatentSampler:
@@ -129,16 +160,16 @@ class LatentSampler:
 
     # ---- live window stitching
     @staticmethod
-    def init_state(overlap: int = 8, seed: int = 0, blend: int = 0) -> dict:
+    def init_state(overlap: int = 8, seed: int = 0, blend: int = 0) -> SamplerState:
         """``overlap``: emitted frames re-used as the inpainted prefix of the next window; ``blend``: frames held
         back each window and cross-faded with their regeneration in the next window (adds ``blend`` latent
         frames of latency, removes the jump at the prefix border)."""
-        return {"prev": None, "cond_tail": None, "pending": None, "index": 0, "overlap": int(overlap),
-                "blend": int(blend), "seed": int(seed), "frames": 0}
+        return SamplerState(overlap=int(overlap), blend=int(blend), seed=int(seed))
 
     @torch.no_grad()
-    def step(self, task: str, cond_chunk: torch.Tensor | None, state: dict, spec: SamplerSpec = SamplerSpec(),
-             n_frames: int | None = None, batch: int = 1, guide: Callable | None = None) -> tuple[torch.Tensor, dict]:
+    def step(self, task: str, cond_chunk: torch.Tensor | None, state: SamplerState, spec: SamplerSpec = SamplerSpec(),
+             n_frames: int | None = None, batch: int = 1, guide: Callable | None = None
+             ) -> tuple[torch.Tensor, SamplerState]:
         """Next latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition).
 
         Window = [prefix (<= overlap emitted frames) | pending (<= blend held-back frames) | k new frames]; the
@@ -150,44 +181,39 @@ class LatentSampler:
         k = cond_chunk.shape[-1] if cond_chunk is not None else int(n_frames or 0)
         if k < 1:
             raise MomuError("a window step needs at least one new latent frame")
-        O, Bd = state["overlap"], state["blend"]
-        prev, pend = state["prev"], state["pending"]
+        prev, pend = state.prev, state.pending
         P = 0 if prev is None else prev.shape[-1]
         D = 0 if pend is None else pend.shape[-1]
         cond = None
         if task != "joint":
             cond_chunk = cond_chunk.to(self.device, torch.float32)
-            tail = state["cond_tail"]
+            tail = state.cond_tail
             cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + D + k)
-        objective = None if guide is None else guide(float((state["frames"] - P) / DEFAULT_TIMEBASE.latent_rate))
-        out = self.sample(task, P + D + k, cond, window_seed(state["seed"], state["index"]), spec, prefix=prev, batch=batch,
-                          guide=objective)
+        objective = None if guide is None else guide(float((state.frames - P) / DEFAULT_TIMEBASE.latent_rate))
+        out = self.sample(task, P + D + k, cond, window_seed(state.seed, state.index), spec, prefix=prev, batch=batch,
+                          guide=objective)  # (rows, C, P + D + k)
         if D:
-            w = torch.arange(D, 0, -1, device=out.device, dtype=out.dtype) / (D + 1)  # (D,) old-estimate weight
             out = out.clone()
-            out[..., P:P + D] = w * pend + (1 - w) * out[..., P:P + D]
-        hold = min(Bd, D + k)
+            out[..., P:P + D] = cross_fade(pend, out[..., P:P + D])
+        hold = min(state.blend, D + k)
         body = out[..., : out.shape[-1] - hold]  # everything final so far: prefix + emitted frames
         new = body[..., P:]  # (rows, C, D + k - hold)
-        st = dict(state)
-        keep = min(O, body.shape[-1])
-        st["prev"] = body[..., body.shape[-1] - keep:] if keep > 0 else None
-        st["pending"] = out[..., out.shape[-1] - hold:] if hold > 0 else None
+        keep = min(state.overlap, body.shape[-1])
+        cond_tail = state.cond_tail
         if cond is not None:
-            st["cond_tail"] = cond[..., cond.shape[-1] - keep - hold:] if keep + hold > 0 else None
-        st["index"] = state["index"] + 1
-        st["frames"] = state["frames"] + new.shape[-1]
-        return new, st
+            cond_tail = cond[..., cond.shape[-1] - keep - hold:] if keep + hold > 0 else None  # (B, C, keep + hold)
+        return new, replace(state,
+                            prev=body[..., body.shape[-1] - keep:] if keep > 0 else None,  # (rows, C, keep)
+                            pending=out[..., out.shape[-1] - hold:] if hold > 0 else None,  # (rows, C, hold)
+                            cond_tail=cond_tail, index=state.index + 1, frames=state.frames + new.shape[-1])
 
     @staticmethod
-    def flush(state: dict) -> tuple[torch.Tensor | None, dict]:
-        """The frames still held back for cross-fading (end of a stream)."""
-        st = dict(state)
-        pend = state["pending"]
-        st["pending"] = None
-        if pend is not None:
-            st["frames"] = state["frames"] + pend.shape[-1]
-        return pend, st
+    def flush(state: SamplerState) -> tuple[torch.Tensor | None, SamplerState]:
+        """The frames still held back for cross-fading (end of a stream): (rows, C, <= blend) or None."""
+        pend = state.pending
+        if pend is None:
+            return None, state
+        return pend, replace(state, pending=None, frames=state.frames + pend.shape[-1])
 
     def windows(self, task: str, cond: torch.Tensor | None, length: int, window: int, overlap: int, seed: int = 0,
                 spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None,
@@ -211,6 +237,34 @@ class LatentSampler:
 
 # ------------------------------------------------------------------------------------------------
 # full pipelines
+@dataclass(frozen=True, eq=False)
+class StreamState:
+    """A pipeline stream's continuation (``Pipeline.init_stream``): every step takes one and returns the next.
+
+    The VAE and vocoder stream states are opaque (models/vae.py, models/vocoder.py); C is the latent width."""
+
+    task: str  # a generating momu_live.modes.Mode value
+    sampler: SamplerState  # latent window stitching (rows: 1, joint 2)
+    enc: Any = None  # causal VAE encoder of the condition (motion2music: motion, music2motion: music)
+    music_dec: Any = None  # causal music decoder (motion2music, joint)
+    motion_dec: Any = None  # causal motion decoder (music2motion, joint)
+    voc: dict | None = None  # vocoder stream (tasks with music out and a streaming vocoder)
+    last_pose: np.ndarray | None = None  # (1, 18, 3) last input pose: motion features' differences across chunks
+    last_feat: np.ndarray | None = None  # (1, F) last decoded motion feature: root integration across chunks
+    last_root: tuple[float, float] | None = None  # (x, z) of the last generated root
+
+
+@dataclass(frozen=True, eq=False)
+class StepOutput:
+    """What a stream step (or ``Pipeline.flush``) emits; k' new latent frames (fewer than fed while ``blend``
+    frames are held back).  Fields a task has no output for are None."""
+
+    latents: torch.Tensor  # (rows, C, k') normalised latents (joint: music row, motion row)
+    mel: torch.Tensor | None = None  # (80, 8k') log-mel (music out)
+    wav: torch.Tensor | None = None  # (N,) newly final samples (music out; None without vocoder or vocode=False)
+    joints: np.ndarray | None = None  # (2k', 18, 3) canonical joints at the model rate (motion out)
+
+
 class Pipeline:
     """VAE + DiT + vocoder.  Music in/out as 22.05 kHz float32 mono, motion as canonical joints at the model rate."""
 
@@ -318,91 +372,133 @@ class Pipeline:
         return L
 
     # ---- live steps (explicit state in/out)
-    def init_stream(self, task: str, overlap: int = 8, seed: int = 0, blend: int = 0) -> dict:
+    def init_stream(self, task: str, overlap: int = 8, seed: int = 0, blend: int = 0) -> StreamState:
+        """A fresh stream for ``task`` (a generating ``momu_live.modes.Mode``): see ``LatentSampler.init_state``."""
         if task not in TASKS:
             raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
-        st = {"task": task, "latent": LatentSampler.init_state(overlap, seed, blend), "enc": None, "dec": None,
-              "last_feat": None, "last_root": None, "voc": None}
-        if self.vocoder is not None and task != "music2motion":
-            st["voc"] = self.vocoder.init_state(1)
-        return st
+        task = Mode(task).value
+        voc = self.vocoder.init_state(1) if self.vocoder is not None and task != Mode.MUSIC2MOTION else None
+        return StreamState(task, LatentSampler.init_state(overlap, seed, blend), voc=voc)
 
     @torch.no_grad()
-    def motion2music_step(self, joints_chunk, state: dict, spec: SamplerSpec = SamplerSpec(),
-                    grid: BeatGrid | None = None) -> tuple[dict, dict]:
-        """Next 2k model-rate motion frames (2k, 18, 3) -> {"latents", "mel" (80, 8k), "wav" (samples)}."""
+    def motion2music_step(self, joints_chunk, state: StreamState, spec: SamplerSpec = SamplerSpec(),
+                          grid: BeatGrid | None = None, vocode: bool = True) -> tuple[StepOutput, StreamState]:
+        """Next 2k model-rate motion frames (2k, 18, 3) -> latents (1, C, k'), mel (80, 8k'), wav (N,).
+
+        k' = k, less the frames held back for cross-fading; ``vocode=False``: no wav (``vocode_stream``)."""
         from momu_live.models.vae import motion_features
 
+        _expect(state, Mode.MOTION2MUSIC)
         j = np.asarray(joints_chunk, dtype=np.float32)
         if j.ndim != 3 or j.shape[0] == 0 or j.shape[0] % self.tb.motion_per_latent:
             raise MomuError(f"motion chunk must be (2k, 18, 3) model-rate frames, got {j.shape}")
-        st = dict(state)
-        prev = state["last_feat"]
+        prev = state.last_pose
         jj = j if prev is None else np.concatenate([prev, j])
         f = motion_features(jj)[0 if prev is None else 1:]  # (2k, F): backward differences across chunk borders
-        st["last_feat"] = j[-1:]
-        mu, _, st["enc"] = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state["enc"])
+        mu, _, enc = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state.enc)  # (1, C, k)
         zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
         guide = None if grid is None else make_guide("motion2music", self.vae, grid, self.tb)
-        z, st["latent"] = self.sampler.step("motion2music", zc, state["latent"], spec, guide=guide)
-        if z.shape[-1] == 0:  # everything held back for cross-fading (first window shorter than ``blend``)
-            return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0)}, st
-        mel, st["dec"] = self.vae.decode_music_stream(self.vae.denormalize_latent(z, "music"), state["dec"])
-        out = {"latents": z, "mel": mel[0], "wav": None}
-        if self.vocoder is not None:
-            wav, st["voc"] = self.vocoder.stream(mel, state["voc"])
-            out["wav"] = wav[0]
-        return out, st
+        z, sampler = self.sampler.step("motion2music", zc, state.sampler, spec, guide=guide)  # (1, C, k')
+        state = replace(state, sampler=sampler, enc=enc, last_pose=j[-1:])
+        mel, wav, state = self._music_stream(z, state, vocode)
+        return StepOutput(z, mel=mel, wav=wav), state
 
     @torch.no_grad()
-    def music2motion_step(self, mel_chunk: torch.Tensor, state: dict, spec: SamplerSpec = SamplerSpec(),
-                    grid: BeatGrid | None = None) -> tuple[dict, dict]:
-        """Next 8k mel frames (80, 8k) -> {"latents", "joints" (2k, 18, 3)} continuing the root trajectory."""
+    def music2motion_step(self, mel_chunk: torch.Tensor, state: StreamState, spec: SamplerSpec = SamplerSpec(),
+                          grid: BeatGrid | None = None) -> tuple[StepOutput, StreamState]:
+        """Next 8k mel frames (80, 8k) -> latents (1, C, k'), joints (2k', 18, 3) continuing the root trajectory."""
+        _expect(state, Mode.MUSIC2MOTION)
         mel = torch.as_tensor(mel_chunk, dtype=torch.float32)
         if mel.dim() != 2 or mel.shape[-1] == 0 or mel.shape[-1] % self.tb.latent_per_mel:
             raise MomuError(f"mel chunk must be (80, 8k), got {tuple(mel.shape)}")
-        st = dict(state)
-        mu, _, st["enc"] = self.vae.encode_music_stream(mel[None].to(self.device), state["enc"])
-        zc = self.vae.normalize_latent(mu, "music")
+        mu, _, enc = self.vae.encode_music_stream(mel[None].to(self.device), state.enc)  # (1, C, k)
+        zc = self.vae.normalize_latent(mu, "music")  # (1, C, k)
         guide = None if grid is None else make_guide("music2motion", self.vae, grid, self.tb)
-        z, st["latent"] = self.sampler.step("music2motion", zc, state["latent"], spec, guide=guide)
-        if z.shape[-1] == 0:
-            return {"latents": z, "joints": np.zeros((0, 18, 3), np.float32)}, st
-        feats, st["dec"] = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state["dec"])
-        joints, st["last_feat"], st["last_root"] = self._joints_continue(feats[0], state)
-        return {"latents": z, "joints": joints}, st
+        z, sampler = self.sampler.step("music2motion", zc, state.sampler, spec, guide=guide)  # (1, C, k')
+        joints, state = self._motion_stream(z, replace(state, sampler=sampler, enc=enc))
+        return StepOutput(z, joints=joints), state
 
-    def _joints_continue(self, feats: torch.Tensor, state: dict):
+    @torch.no_grad()
+    def joint_step(self, n_latent: int, state: StreamState, spec: SamplerSpec = SamplerSpec(),
+                   grid: BeatGrid | None = None, vocode: bool = True) -> tuple[StepOutput, StreamState]:
+        """Next ``n_latent`` = k frames of music and motion from nothing: latents (2, C, k') (music row first),
+        mel (80, 8k'), wav (N,) (``vocode=False``: None), joints (2k', 18, 3)."""
+        _expect(state, Mode.JOINT)
+        guide = None if grid is None else make_guide("joint", self.vae, grid, self.tb)
+        z, sampler = self.sampler.step("joint", None, state.sampler, spec, n_frames=n_latent, guide=guide)  # (2, C, k')
+        mel, wav, state = self._music_stream(z[:1], replace(state, sampler=sampler), vocode)
+        joints, state = self._motion_stream(z[1:], state)
+        return StepOutput(z, mel=mel, wav=wav, joints=joints), state
+
+    @torch.no_grad()
+    def flush(self, state: StreamState, vocode: bool = True) -> tuple[StepOutput, StreamState]:
+        """End of a stream: the latents held back for cross-fading (``blend``), decoded like a step's, and the
+        vocoder's tail (``vocode_stream(..., final=True)``; ``vocode=False``: the caller runs it on ``out.mel``).
+
+        After it, a motion2music stream's audio covers exactly the fed motion frames (1024 samples per frame)."""
+        pend, sampler = LatentSampler.flush(state.sampler)
+        state = replace(state, sampler=sampler)
+        rows = 2 if state.task == Mode.JOINT else 1
+        z = pend if pend is not None else torch.zeros(rows, self.sampler.C, 0, device=self.device)  # (rows, C, p)
+        mel = wav = joints = None
+        if state.task != Mode.MUSIC2MOTION:
+            mel, _, state = self._music_stream(z[:1], state, vocode=False)  # (80, 8p)
+            if vocode and self.vocoder is not None:
+                wav, state = self.vocode_stream(mel, state, final=True)
+        if state.task != Mode.MOTION2MUSIC:
+            joints, state = self._motion_stream(z[rows - 1:], state)
+        return StepOutput(z, mel=mel, wav=wav, joints=joints), state
+
+    @torch.no_grad()
+    def vocode_stream(self, mel: torch.Tensor, state: StreamState, final: bool = False) -> tuple[torch.Tensor, StreamState]:
+        """This stream's next mel frames (80, m) -> the waveform samples that became final (N,), float32 on the CPU.
+
+        ``final=True`` ends the stream: the vocoder's algorithmic-latency tail comes out too."""
+        if self.vocoder is None or state.voc is None:
+            raise MomuError(f"this {state.task} stream has no vocoder; load the pipeline with a streaming vocoder "
+                            "(vocoder='fast')")
+        if mel.shape[-1] == 0 and not final:
+            return torch.zeros(0), state
+        wav, voc = self.vocoder.stream(mel[None], state.voc, final=final)  # (1, N)
+        return wav[0], replace(state, voc=voc)
+
+    def _music_stream(self, z: torch.Tensor, state: StreamState, vocode: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, StreamState]:
+        """Newly final music latents (1, C, k) -> (mel (80, 8k), wav (N,) or None, state) through the causal decoder."""
+        voc = vocode and self.vocoder is not None
+        if z.shape[-1] == 0:  # everything held back for cross-fading (first window shorter than ``blend``)
+            return z.new_zeros(80, 0), torch.zeros(0) if voc else None, state
+        mel, dec = self.vae.decode_music_stream(self.vae.denormalize_latent(z, "music"), state.music_dec)  # (1, 80, 8k)
+        state = replace(state, music_dec=dec)
+        wav = None
+        if voc:
+            wav, state = self.vocode_stream(mel[0], state)  # (N,)
+        return mel[0], wav, state
+
+    def _motion_stream(self, z: torch.Tensor, state: StreamState) -> tuple[np.ndarray, StreamState]:
+        """Newly final motion latents (1, C, k) -> (joints (2k, 18, 3) continuing the root trajectory, state)."""
+        if z.shape[-1] == 0:
+            return np.zeros((0, 18, 3), np.float32), state
+        feats, dec = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state.motion_dec)  # (1, 2k, F)
+        joints, last_feat, last_root = self._joints_continue(feats[0], state)
+        return joints, replace(state, motion_dec=dec, last_feat=last_feat, last_root=last_root)
+
+    def _joints_continue(self, feats: torch.Tensor, state: StreamState):
+        """Features (2k, F) -> (joints (2k, 18, 3), last feature (1, F), last root (x, z)) after the stream's last frame."""
         from momu_live.models.vae import features_to_joints
 
-        f = feats.detach().cpu().numpy()
-        prev = state["last_feat"]
+        f = feats.detach().cpu().numpy()  # (2k, F)
+        prev = state.last_feat
         if prev is None:
             j = features_to_joints(f, self.tb.motion_rate)
         else:
-            j = features_to_joints(np.concatenate([prev, f]), self.tb.motion_rate, root_xz0=state["last_root"])[1:]
+            j = features_to_joints(np.concatenate([prev, f]), self.tb.motion_rate, root_xz0=state.last_root)[1:]
         return j, f[-1:], (float(j[-1, 0, 0]), float(j[-1, 0, 2]))
 
-    @torch.no_grad()
-    def joint_step(self, n_latent: int, state: dict, spec: SamplerSpec = SamplerSpec(),
-                   grid: BeatGrid | None = None) -> tuple[dict, dict]:
-        """Next ``n_latent`` frames of music and motion from nothing: {"latents", "mel", "wav", "joints"}."""
-        st = dict(state)
-        guide = None if grid is None else make_guide("joint", self.vae, grid, self.tb)
-        z, st["latent"] = self.sampler.step("joint", None, state["latent"], spec, n_frames=n_latent, guide=guide)
-        if z.shape[-1] == 0:
-            return {"latents": z, "mel": z.new_zeros(80, 0), "wav": None if self.vocoder is None else torch.zeros(0),
-                    "joints": np.zeros((0, 18, 3), np.float32)}, st
-        dec = state["dec"] or (None, None)
-        mel, dm = self.vae.decode_music_stream(self.vae.denormalize_latent(z[:1], "music"), dec[0])
-        feats, dmo = self.vae.decode_motion_stream(self.vae.denormalize_latent(z[1:], "motion"), dec[1])
-        st["dec"] = (dm, dmo)
-        joints, st["last_feat"], st["last_root"] = self._joints_continue(feats[0], state)
-        out = {"latents": z, "mel": mel[0], "wav": None, "joints": joints}
-        if self.vocoder is not None:
-            wav, st["voc"] = self.vocoder.stream(mel, state["voc"])
-            out["wav"] = wav[0]
-        return out, st
+
+def _expect(state: StreamState, task: Mode) -> None:
+    if state.task != task:
+        raise MomuError(f"a {task.value} step on a {state.task} stream; start one with init_stream({task.value!r})")
 
 
 def with_steps(spec: SamplerSpec, steps: int | None = None, guidance: float | None = None) -> SamplerSpec:

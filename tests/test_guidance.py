@@ -164,7 +164,7 @@ def test_guidance_never_moves_the_continued_prefix_and_windows_equal_live_steps(
     lat = []
     for a in range(0, n, 2 * k):
         out, st = shipped.motion2music_step(j[a:a + 2 * k], st, spec, grid=grid)
-        lat.append(out["latents"])
+        lat.append(out.latents)
     live = torch.cat(lat, -1)
     # the streaming motion encoder equals the whole-sequence one to ~1e-5; the normalised gradient steps amplify
     # that (a 1e-6 change of the condition moves guided latents by ~6e-4, unguided by ~7e-6), so the guided live

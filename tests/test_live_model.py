@@ -1,9 +1,11 @@
 """The shipped generation model as the live back-end (momu_live/live/model_backend.py).
 
-- streaming log-mel == whole ``log_mel`` on interior frames, for random chunk sizes
+(The streaming log-mel it feeds music2motion with is tested in tests/test_audio.py.)
 - motion2music on procedural-dance windows: contiguous finite audio, exact sample bookkeeping
   (after ``flush`` the audio covers exactly the fed motion frames), same seed -> same audio,
   live steps/guidance control reaches the sampler
+- the pipeline's stream with the vocoder run apart (``vocode=False`` + ``vocode_stream``, as the back-end
+  does to time it) equals the vocoder inside the step; ``Pipeline.flush`` returns the held-back tail
 - music2motion from a click track: finite poses on the model grid with continuous exact times
 - joint: audio + poses, both on the stream clock
 - ``momu live`` end to end on the real dancer video: exit 0, the status heartbeat (real UDP peer)
@@ -24,9 +26,8 @@ import torch
 
 from momu_live import MomuError
 from momu_live.live.backend import ClickBackend, LiveWindow, make_backend
-from momu_live.live.model_backend import ModelBackend, mel_stream, mel_stream_init
+from momu_live.live.model_backend import ModelBackend, ModelBackendState
 from momu_live.live.monitor import OscMonitor, free_udp_port
-from momu_live.models.audio import log_mel
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.procedural import procedural_dance
 
@@ -42,26 +43,6 @@ def pipeline():
 
     torch.set_num_threads(1)
     return load_pipeline(device="cpu", vocoder="fast")
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_mel_equals_whole_log_mel_on_interior_frames(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(SR, 3 * SR))
-    x = (0.3 * rng.standard_normal(n) + 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)
-    st, parts, i = mel_stream_init(), [], 0
-    while i < n:
-        k = int(rng.integers(1, 4000)) if rng.random() > 0.2 else int(rng.integers(1, 40))  # tiny chunks too
-        m, st = mel_stream(x[i:i + k], st)
-        parts.append(m)
-        i += k
-    mel = torch.cat(parts, dim=-1)  # (80, F')
-    whole = log_mel(x)  # (80, n // 256)
-    # the stream has every frame whose right context (640 samples) has arrived
-    assert mel.shape[-1] == (n - 640) // 256 + 1 and mel.shape[-1] <= whole.shape[-1]
-    lo, hi = 2, mel.shape[-1]  # frames 0-1 reach before the signal start (log_mel reflect-pads them)
-    assert (mel[:, lo:hi] - whole[:, lo:hi]).abs().max().item() < 1e-4
-    assert st["frames"] == mel.shape[-1]
 
 
 def _dance_windows(seconds=6.5, fps=30.0, window=2.0, hop=0.5, invalid=None):
@@ -104,20 +85,21 @@ def test_motion2music_audio_is_contiguous_exact_and_seeded(pipeline):
             assert o.decode_ms > 0
         total += len(o.audio)
     # audio sample 0 sits on the model grid: frame n0 at exactly n0 / motion_rate
-    n0 = st["n0"]
+    assert isinstance(st, ModelBackendState)
+    n0 = st.n0
     first = next(o for o in outs if len(o.audio))
     assert abs(first.audio_time - n0 / RATE) < 1e-9 and abs(n0 / RATE - wins[0].hop_start) < 1 / RATE
     # every grid frame up to the newest pose was taken; whole latents fed, the odd one kept for later
     n_last = int(np.floor(wins[-1].pose_times[-1] * RATE + 1e-9))
-    assert st["n_next"] == n_last + 1 and st["fed"] + len(st["pending"]) == n_last + 1 - n0
-    assert st["fed"] % DEFAULT_TIMEBASE.motion_per_latent == 0 and len(st["pending"]) < 2
+    assert st.n_next == n_last + 1 and st.fed + len(st.pending) == n_last + 1 - n0
+    assert st.fed % DEFAULT_TIMEBASE.motion_per_latent == 0 and len(st.pending) < 2
     # exact bookkeeping: the emitted audio lags only by the vocoder latency and the blend latents ...
     lag = pipeline.vocoder.latency_samples + be.blend * DEFAULT_TIMEBASE.samples_per_latent
-    assert total == st["fed"] * 1024 - lag
+    assert total == st.fed * 1024 - lag
     # ... and after flush it covers exactly the consumed motion duration
     tail, st2 = be.flush(st)
     assert abs(tail.audio_time - nxt) < 1e-9 and np.isfinite(tail.audio).all()
-    assert total + len(tail.audio) == st["fed"] * 1024 == round(st["fed"] / RATE * SR)
+    assert total + len(tail.audio) == st.fed * 1024 == round(st.fed / RATE * SR)
     audio = np.concatenate([o.audio for o in outs] + [tail.audio])
     assert np.sqrt(np.mean(audio ** 2)) > 1e-3  # not silence
     # same seed -> same audio; another seed -> different audio
@@ -135,12 +117,45 @@ def test_live_controls_change_steps_and_guidance(pipeline):
     st = be.init_state()
     wins[1].controls = {"/momu/engine/set/steps": 1, "/momu/engine/set/guidance": 1.5}
     _, st = be.step(wins[0], st)
-    assert st["spec"].steps == 4
+    assert st.spec.steps == 4
     _, st = be.step(wins[1], st)
-    assert st["spec"].steps == 1 and st["spec"].guidance == 1.5 and "1 steps" in be.info.label
-    wins[2].controls = {"/momu/engine/set/steps": "garbage"}
-    _, st = be.step(wins[2], st)  # bad values are ignored, never crash the loop
-    assert st["spec"].steps == 1
+    assert st.spec.steps == 1 and st.spec.guidance == 1.5 and "1 steps" in be.info.label
+    # the values arrive validated: the OSC grammar rejects bad ones before they reach the engine's controls
+    from momu_live.bridge.grammar import STEPS_ADDR, GrammarError, parse_control
+
+    with pytest.raises(GrammarError):
+        parse_control(STEPS_ADDR, ["garbage"])
+    wins[2].controls = {STEPS_ADDR: parse_control(STEPS_ADDR, [2.0]).value}
+    _, st = be.step(wins[2], st)
+    assert st.spec.steps == 2 and st.spec.guidance == 1.5  # controls absent from a window leave the spec as it is
+
+
+def test_pipeline_stream_vocoder_apart_equals_inside(pipeline):
+    from momu_live.models.generation import SamplerSpec, StepOutput, StreamState
+
+    spec = SamplerSpec(steps=1)
+    j = procedural_dance(bpm=120.0, seconds=3.0, fps=RATE).joints.astype(np.float32)[:48]  # 3 chunks of 8 latents
+    a = pipeline.init_stream("motion2music", overlap=4, seed=1, blend=2)
+    b = pipeline.init_stream("motion2music", overlap=4, seed=1, blend=2)
+    assert isinstance(a, StreamState) and a.task == "motion2music" and a.sampler.blend == 2
+    n = 0
+    for i in range(0, 48, 16):
+        oa, a = pipeline.motion2music_step(j[i:i + 16], a, spec)
+        ob, b = pipeline.motion2music_step(j[i:i + 16], b, spec, vocode=False)
+        assert isinstance(oa, StepOutput) and ob.wav is None and oa.joints is None
+        wb, b = pipeline.vocode_stream(ob.mel, b)
+        assert torch.equal(oa.latents, ob.latents) and torch.equal(oa.mel, ob.mel) and torch.equal(oa.wav, wb)
+        n += len(wb)
+    fa, a = pipeline.flush(a)
+    fb, b = pipeline.flush(b, vocode=False)
+    wb, b = pipeline.vocode_stream(fb.mel, b, final=True)
+    assert fa.latents.shape[-1] == 2 and fa.mel.shape == (80, 16) and torch.equal(fa.wav, wb)
+    assert n + len(wb) == 24 * DEFAULT_TIMEBASE.samples_per_latent  # everything fed, nothing more
+    assert a.sampler.pending is None and a.sampler.frames == 24
+    with pytest.raises(MomuError, match="music2motion step on a motion2music stream"):
+        pipeline.music2motion_step(torch.zeros(80, 8), a, spec)
+    with pytest.raises(MomuError, match="no vocoder"):
+        pipeline.vocode_stream(fb.mel, pipeline.init_stream("music2motion"))
 
 
 def _clicks(seconds, bpm=120.0, tone=220.0):
@@ -172,7 +187,7 @@ def test_music2motion_poses_on_the_model_grid(pipeline):
     p = np.concatenate(poses)
     assert len(p) >= 0.8 * 4.5 * RATE and p.shape[1:] == (18, 3) and np.isfinite(p).all()
     assert np.allclose(np.diff(t), 1 / RATE, atol=1e-9)  # continuous, exact model rate across windows
-    assert abs(t[0] - st["s0"] / SR) < 1e-12 and st["s0"] % 1024 == 0  # on the absolute grid
+    assert abs(t[0] - st.s0 / SR) < 1e-12 and st.s0 % 1024 == 0  # on the absolute grid
     assert t[-1] < 7.0 and p.std(axis=0).mean() > 1e-3  # no future poses; the body moves
     # a 44.1 kHz input is resampled to the model rate: the mel input buffer holds the 22.05 kHz signal
     from momu_live.models.audio import resample
@@ -180,9 +195,9 @@ def test_music2motion_poses_on_the_model_grid(pipeline):
     y44 = resample(y[: int(2.5 * SR)], SR, 2 * SR)[int(0.5 * 2 * SR):]  # [0.5, 2.5) s at 44.1 kHz
     w = LiveWindow(index=0, t_start=0.5, t_end=2.5, hop_start=2.0, pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32), pose_confidence=np.zeros((0, 18)), pose_valid=np.zeros(0, bool), audio=y44, sample_rate=2 * SR, bpm=0.0, beat_time=None)
     _, st44 = be.step(w, be.init_state())
-    buf = st44["mel"]["buf"]
+    buf = st44.mel.buf
     end = int(round(2.5 * SR))
-    assert st44["in_next"] == end and 0 < len(buf) < 1024
+    assert st44.in_next == end and 0 < len(buf) < 1024
     ref = y[end - len(buf):end - 64]  # away from the block edge (resampler filter tails)
     assert np.abs(buf[: len(ref)] - ref).max() < 0.05
 
@@ -203,11 +218,11 @@ def test_joint_generates_audio_and_poses_on_one_clock(pipeline):
         times.append(out.pose_times)
         assert np.isfinite(out.poses).all()
     spl = DEFAULT_TIMEBASE.samples_per_latent
-    assert st["fed"] == (int(round(4.0 * SR)) - st["s0"]) // spl  # latents accumulated exactly from the hops
+    assert st.fed == (int(round(4.0 * SR)) - st.s0) // spl  # latents accumulated exactly from the hops
     t = np.concatenate(times)
-    assert len(t) == 2 * st["fed"] and np.allclose(np.diff(t), 1 / RATE, atol=1e-9)
+    assert len(t) == 2 * st.fed and np.allclose(np.diff(t), 1 / RATE, atol=1e-9)
     a = np.concatenate(audio)
-    assert len(a) == st["fed"] * spl - pipeline.vocoder.latency_samples and np.abs(a).max() > 0.01
+    assert len(a) == st.fed * spl - pipeline.vocoder.latency_samples and np.abs(a).max() > 0.01
 
 
 def test_make_backend_defaults_to_the_model_and_names_the_fix(tmp_path):
@@ -278,4 +293,4 @@ def test_live_beat_guidance_follows_the_tracked_tempo_and_the_control(pipeline):
     assert np.isfinite(on).all() and len(on) == len(free) == len(off)
     assert np.array_equal(off, free)  # strength 0 over OSC switches guidance off
     assert not np.allclose(on, free, atol=1e-3)  # a tracked tempo guides the windows
-    assert st_off["spec"].beat.iters > 0 and st_off["spec"].beat.music_step == 0.0 and "beat 0" in be_off.info.label
+    assert st_off.spec.beat.iters > 0 and st_off.spec.beat.music_step == 0.0 and "beat 0" in be_off.info.label

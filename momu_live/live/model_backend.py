@@ -11,16 +11,18 @@ the engine's analysis windows into the pipeline's explicit-state streaming steps
   is contiguous with the previous one (the fast vocoder's algorithmic latency and the ``blend``
   held-back latents only delay when samples are *emitted*, never where they sit).
 - music2motion: new input samples (tracked by an absolute sample counter) go through a streaming
-  log-mel (``mel_stream``; equal to models/audio.log_mel of the whole signal on every interior frame),
+  log-mel (models/audio.mel_stream; equal to ``log_mel`` of the whole signal on every interior frame),
   whole latents (8 mel frames) to ``Pipeline.music2motion_step``; generated poses carry exact times
   (model frame ``m`` at ``(s0 + 1024 m) / 22050`` s).
 - joint: ``Pipeline.joint_step(k)`` with ``k`` latent frames per hop, counted exactly from integer
   sample positions of the hop ends; audio and poses out, beats tracked on the generated audio.
 
 All continuation state (pipeline stream state, grid counters, buffers, sampler spec, beat tracker)
-lives in the state the engine passes back in: ``step`` never writes continuation state on ``self``.
-Live control: ``/momu/engine/set/steps``, ``/momu/engine/set/guidance`` and ``/momu/engine/set/beat``
-in ``window.controls`` change the sampler spec from the next step on.
+lives in the ``ModelBackendState`` the engine passes back in: ``step`` never writes continuation state
+on ``self``.  The pipeline is used through its public streaming API only: steps with ``vocode=False``
+return the mel, and ``Pipeline.vocode_stream`` runs the vocoder timed here (``decode_ms``).
+Live control: ``STEPS_ADDR``, ``GUIDANCE_ADDR`` and ``BEAT_ADDR`` (bridge/grammar.py, which validated
+the values) in ``window.controls`` change the sampler spec from the next step on.
 
 Beat guidance (models/guidance.py): every window is guided onto the engine's beat grid (``window.bpm``
 and the last tracked beat ``window.beat_time``: the input dancer's or music's tempo, or the one forced
@@ -29,25 +31,26 @@ time (seconds from its first frame).  No tempo yet: the window is sampled unguid
 """
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import time
+from dataclasses import dataclass, replace
+from typing import Any
+
 import numpy as np
 import torch
 
 from momu_live import MomuError
+from momu_live.bridge.grammar import BEAT_ADDR, GUIDANCE_ADDR, STEPS_ADDR
 from momu_live.live.window import BackendInfo, BackendOutput, LiveWindow
-from momu_live.models.audio import DEFAULT_MEL, MelConfig, mel_filterbank
-from momu_live.models.generation import LatentSampler, SamplerSpec, with_steps
+from momu_live.models.audio import MelStreamState, mel_stream, mel_stream_init
+from momu_live.models.generation import SamplerSpec, StreamState, with_steps
 from momu_live.models.guidance import BeatGrid, BeatSpec, grid_from_tempo
 from momu_live.models.timebase import DEFAULT_TIMEBASE
+from momu_live.modes import Mode
 
 TB = DEFAULT_TIMEBASE
 SAMPLES_PER_FRAME = TB.hop_length * TB.motion_per_mel  # 1024 audio samples per model motion frame
-STEPS_KEY = "/momu/engine/set/steps"
-GUIDANCE_KEY = "/momu/engine/set/guidance"
-BEAT_KEY = "/momu/engine/set/beat"
 
 
 def window_grid(w: LiveWindow, stream_t0: float, lead_s: float = 10.0) -> BeatGrid | None:
@@ -61,45 +64,6 @@ def window_grid(w: LiveWindow, stream_t0: float, lead_s: float = 10.0) -> BeatGr
     first = anchor + period * math.floor((lo - anchor) / period)  # the grid's beat at or before lo
     g = grid_from_tempo(float(w.bpm), hi, max(1, int(w.meter)), offset_s=first)
     return BeatGrid(g.beats, g.beats_per_bar, "live tempo")
-
-
-# ------------------------------------------------------------------------------------------------
-# streaming log-mel
-
-
-@functools.lru_cache(maxsize=4)
-def _mel_consts(cfg: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    fb = torch.from_numpy(mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))  # (80, F)
-    return fb, torch.hann_window(cfg.win_length, dtype=torch.float32)
-
-
-def mel_stream_init(cfg: MelConfig = DEFAULT_MEL) -> dict:
-    """State of ``mel_stream``: the left context (zeros before the stream start) and the frame count."""
-    return {"buf": np.zeros((cfg.n_fft - cfg.hop_length) // 2, np.float32), "frames": 0}
-
-
-def mel_stream(samples: np.ndarray, state: dict, cfg: MelConfig = DEFAULT_MEL) -> tuple[torch.Tensor, dict]:
-    """Next log-mel frames (80, m) of a sample stream; frame ``k`` covers samples [256k - 384, 256k + 640).
-
-    Equals ``log_mel`` of the whole signal on every frame whose window lies inside the signal
-    (log_mel reflect-pads its first and last frames; the stream zero-pads before its start and
-    waits for the right context instead of padding the end).
-    """
-    x = np.asarray(samples, np.float32).reshape(-1)
-    buf = np.concatenate([state["buf"], x]) if len(x) else state["buf"]  # (c + N,)
-    n = (len(buf) - cfg.n_fft) // cfg.hop_length + 1 if len(buf) >= cfg.n_fft else 0
-    st = {"buf": buf, "frames": state["frames"]}
-    if n <= 0:
-        return torch.zeros(cfg.n_mels, 0), st
-    fb, window = _mel_consts(cfg)
-    seg = torch.from_numpy(buf[: (n - 1) * cfg.hop_length + cfg.n_fft].copy())  # (L,)
-    spec = torch.stft(seg, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
-                      center=False, onesided=True, return_complex=True)  # (F, n)
-    mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)  # (F, n)
-    mel = torch.log(torch.clamp(fb @ mag, min=cfg.log_clamp))  # (80, n)
-    st["buf"] = buf[n * cfg.hop_length:].copy()
-    st["frames"] = state["frames"] + n
-    return mel, st
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,161 +100,162 @@ def interp_poses(times: np.ndarray, poses: np.ndarray, t: np.ndarray) -> np.ndar
 # the back-end
 
 
+@dataclass(frozen=True, eq=False)
+class ModelBackendState:
+    """``ModelBackend``'s continuation: the pipeline stream, the sampler spec and the exact grid counters.
+
+    ``stream`` None: not started (first window, or restarted after a gap).  Sample/frame counters are
+    absolute integers on the 22.05 kHz clock; fields marked with a mode are used by that mode only."""
+
+    spec: SamplerSpec  # the sampler spec (live controls change it)
+    stream: StreamState | None = None  # models/generation.Pipeline stream
+    out_samples: int = 0  # audio samples emitted since the stream start
+    out_frames: int = 0  # generated motion frames emitted
+    fed: int = 0  # model motion frames (motion2music) / mel frames (music2motion) / latents (joint) fed
+    # motion2music: the absolute model motion grid
+    last_valid: np.ndarray | None = None  # (J, 3) last valid input pose, held over invalid frames
+    n0: int = 0  # first grid frame of the stream (audio sample 0 sits at n0 / motion_rate)
+    n_next: int = 0  # next grid frame to resample
+    pending: np.ndarray | None = None  # (r < 2, J, 3) resampled poses waiting for a whole latent
+    # music2motion / joint: the absolute sample grid
+    s0: int = 0  # stream start sample (a multiple of 1024 / of one latent)
+    in_next: int = 0  # music2motion: next input sample to take
+    mel: MelStreamState | None = None  # music2motion: streaming log-mel
+    mel_pending: torch.Tensor | None = None  # (80, r < 8) mel frames waiting for a whole latent
+    tracker: Any = None  # joint: live.tempo.TempoTracker on the generated audio (an object that mutates)
+
+
 class ModelBackend:
     """MoMu-Diffusion as a live back-end (see the module docstring); ``info.passthrough`` is False."""
 
     def __init__(self, mode: str, pipeline, steps: int = 4, guidance: float = 3.5, seed: int = 0, overlap: int = 8,
                  blend: int = 1, name: str = "MoMu-Diffusion", max_gap_s: float = 1.0, beat: float = 1.0):
-        if mode not in ("motion2music", "music2motion", "joint"):
+        try:
+            m = Mode.parse(mode)
+        except ValueError:
+            m = None
+        if m is None or not m.generates:
             raise MomuError(f"the generation model has no live mode {mode!r}; use motion2music, music2motion or joint")
         if overlap < 0 or blend < 0:
             raise MomuError("--overlap and --blend must be >= 0")
-        self.mode, self.pipe = mode, pipeline
+        self.mode, self.pipe = m, pipeline
         self.spec0 = with_steps(SamplerSpec(beat=BeatSpec().scaled(beat)), steps, guidance)
         self.spec0.sigmas()  # validates steps
         self.seed, self.overlap, self.blend = int(seed), int(overlap), int(blend)
         self.name, self.max_gap_s = name, float(max_gap_s)
         self.sr = int(TB.sample_rate)
         self.rate = TB.motion_rate  # Fraction
-        if mode != "music2motion" and pipeline.vocoder is None:
-            raise MomuError(f"{mode} needs a vocoder; load the pipeline with vocoder='fast'")
-        # the same modules without the vocoder: the step returns mels, the vocoder runs timed here (decode_ms)
-        self._nv = copy.copy(pipeline)
-        self._nv.vocoder = None
+        if m != Mode.MUSIC2MOTION and pipeline.vocoder is None:
+            raise MomuError(f"{m.value} needs a vocoder; load the pipeline with vocoder='fast'")
         self.info = self._info(self.spec0)
 
     def _info(self, spec: SamplerSpec) -> BackendInfo:
         strength = spec.beat.music_step / BeatSpec().music_step
         label = f"model: {self.name}, {spec.steps} steps, guidance {spec.guidance:g}, beat {strength:g}"
-        rate = 0.0 if self.mode == "motion2music" else float(self.rate)
-        return BackendInfo(f"model-{self.mode}", self.mode, label, False, self.sr, rate)
+        rate = 0.0 if self.mode == Mode.MOTION2MUSIC else float(self.rate)
+        return BackendInfo(f"model-{self.mode.value}", self.mode.value, label, False, self.sr, rate)
 
     # -- state -------------------------------------------------------------------------------
-    def init_state(self) -> dict:
-        return {"spec": self.spec0, "pipe": None, "tracker": None}
+    def init_state(self) -> ModelBackendState:
+        return ModelBackendState(spec=self.spec0)
 
-    def _start(self, state: dict) -> dict:
-        st = dict(state)
-        st["pipe"] = self.pipe.init_stream(self.mode, self.overlap, self.seed, self.blend)
-        st["out_samples"] = 0  # audio samples emitted since the stream start
-        st["out_frames"] = 0  # generated motion frames emitted
-        st["fed"] = 0  # model motion frames (motion2music) / mel frames (music2motion) / latents (joint) fed
-        return st
+    def _start(self, state: ModelBackendState, **grid) -> ModelBackendState:
+        """A fresh pipeline stream and output counters; ``grid``: the mode's start fields (n0, s0, ...)."""
+        return replace(state, stream=self.pipe.init_stream(self.mode.value, self.overlap, self.seed, self.blend),
+                       out_samples=0, out_frames=0, fed=0, **grid)
 
-    def _controls(self, window: LiveWindow, state: dict) -> dict:
-        spec = state["spec"]
+    def _controls(self, window: LiveWindow, state: ModelBackendState) -> ModelBackendState:
+        """Apply the live controls (already validated by bridge/grammar.parse_control) to the sampler spec."""
         c = window.controls or {}
-        steps, guidance = c.get(STEPS_KEY), c.get(GUIDANCE_KEY)
-        try:
-            steps = int(steps) if steps is not None and 1 <= int(steps) <= 1000 else None
-        except (TypeError, ValueError):
-            steps = None
-        try:
-            guidance = float(guidance) if guidance is not None and math.isfinite(float(guidance)) else None
-        except (TypeError, ValueError):
-            guidance = None
-        new = with_steps(spec, steps, guidance)
-        try:
-            beat = float(c[BEAT_KEY]) if BEAT_KEY in c else None
-        except (TypeError, ValueError):
-            beat = None
-        if beat is not None and math.isfinite(beat) and beat >= 0:
-            from dataclasses import replace
-
-            new = replace(new, beat=BeatSpec().scaled(beat))
-        if new != spec:
-            self.info = self._info(new)  # display only (the status label); the spec itself lives in the state
-            return {**state, "spec": new}
-        return state
+        new = with_steps(state.spec, c.get(STEPS_ADDR), c.get(GUIDANCE_ADDR))
+        if BEAT_ADDR in c:
+            new = replace(new, beat=BeatSpec().scaled(c[BEAT_ADDR]))
+        if new == state.spec:
+            return state
+        self.info = self._info(new)  # display only (the status label); the spec itself lives in the state
+        return replace(state, spec=new)
 
     # -- step --------------------------------------------------------------------------------
-    def step(self, window: LiveWindow, state: dict) -> tuple[BackendOutput, dict]:
+    def step(self, window: LiveWindow, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
         state = self._controls(window, state)
-        if self.mode == "motion2music":
+        if self.mode == Mode.MOTION2MUSIC:
             return self._motion2music(window, state)
-        if self.mode == "music2motion":
+        if self.mode == Mode.MUSIC2MOTION:
             return self._music2motion(window, state)
         return self._joint(window, state)
 
     @staticmethod
-    def _grid(w: LiveWindow, state: dict, stream_t0: float) -> BeatGrid | None:
-        b = state["spec"].beat
+    def _grid(w: LiveWindow, state: ModelBackendState, stream_t0: float) -> BeatGrid | None:
+        b = state.spec.beat
         if b.iters <= 0 or (b.music_step <= 0 and b.motion_step <= 0):
             return None
         return window_grid(w, stream_t0)
 
-    def _vocode(self, mel: torch.Tensor, state: dict, final: bool = False) -> tuple[np.ndarray, dict, float]:
-        """Mel (80, m) -> the final waveform samples (N,), timed (ms)."""
+    def _vocode(self, mel: torch.Tensor, state: ModelBackendState, final: bool = False
+                ) -> tuple[np.ndarray, ModelBackendState, float]:
+        """Mel (80, m) -> the final waveform samples (N,), timed (ms), through ``Pipeline.vocode_stream``."""
         d0 = time.perf_counter()
         if mel.shape[-1] == 0 and not final:
             return np.zeros(0, np.float32), state, 0.0
-        wav, voc = self.pipe.vocoder.stream(mel[None], state["pipe"]["voc"], final=final)  # (1, N)
-        st = {**state, "pipe": {**state["pipe"], "voc": voc}}
-        y = np.clip(wav[0].detach().float().cpu().numpy(), -1.0, 1.0).astype(np.float32)  # full scale (device / wav)
-        return y, st, (time.perf_counter() - d0) * 1000.0
+        wav, stream = self.pipe.vocode_stream(mel, state.stream, final=final)  # (N,)
+        y = np.clip(wav.detach().float().cpu().numpy(), -1.0, 1.0).astype(np.float32)  # full scale (device / wav)
+        return y, replace(state, stream=stream), (time.perf_counter() - d0) * 1000.0
 
-    def _audio_out(self, wav: np.ndarray, state: dict, base_sample: int) -> tuple[float, dict]:
-        t = (base_sample + state["out_samples"]) / self.sr
-        return t, {**state, "out_samples": state["out_samples"] + len(wav)}
+    def _audio_out(self, n: int, state: ModelBackendState, base_sample: int) -> tuple[float, ModelBackendState]:
+        """Time of the next ``n`` emitted samples (s) and the state counting them."""
+        t = (base_sample + state.out_samples) / self.sr
+        return t, replace(state, out_samples=state.out_samples + n)
 
     # motion -> music
-    def _motion2music(self, w: LiveWindow, state: dict) -> tuple[BackendOutput, dict]:
-        poses, usable, last = fill_invalid(w.poses, w.pose_valid, state.get("last_valid"))
-        state = {**state, "last_valid": last}
+    def _silence(self, state: ModelBackendState) -> BackendOutput:
+        t = (state.n0 * SAMPLES_PER_FRAME + state.out_samples) / self.sr
+        return BackendOutput(audio=np.zeros(0, np.float32), audio_time=t)
+
+    def _motion2music(self, w: LiveWindow, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
+        poses, usable, last = fill_invalid(w.poses, w.pose_valid, state.last_valid)
+        state = replace(state, last_valid=last)
         times = np.asarray(w.pose_times, np.float64)[usable]
         poses = poses[usable]
         if len(times) == 0:
             return BackendOutput(audio=np.zeros(0, np.float32), audio_time=w.t_end), state
         rate = self.rate
         n_last = math.floor(float(times[-1]) * rate.numerator / rate.denominator + 1e-9)  # newest grid frame covered
-        if state["pipe"] is not None and state["n_next"] * rate.denominator / rate.numerator < times[0] - self.max_gap_s:
-            state = {**state, "pipe": None}  # windows were skipped: the input jumped, restart the stream
-        if state["pipe"] is None:
-            state = self._start(state)
+        if state.stream is not None and state.n_next * rate.denominator / rate.numerator < times[0] - self.max_gap_s:
+            state = replace(state, stream=None)  # windows were skipped: the input jumped, restart the stream
+        if state.stream is None:
             n0 = max(math.ceil(max(float(times[0]), w.hop_start) * rate - 1e-9), 0)
-            state.update(n0=n0, n_next=n0, pending=np.zeros((0,) + poses.shape[1:], np.float32))
-        n_next = state["n_next"]
-        if n_last < n_next:
-            return BackendOutput(audio=np.zeros(0, np.float32), audio_time=self._audio_out(np.zeros(0), state,
-                                 state["n0"] * SAMPLES_PER_FRAME)[0]), state
-        grid = np.arange(n_next, n_last + 1, dtype=np.float64) * rate.denominator / rate.numerator  # (K,) exact n / rate
+            state = self._start(state, n0=n0, n_next=n0, pending=np.zeros((0,) + poses.shape[1:], np.float32))
+        if n_last < state.n_next:
+            return self._silence(state), state
+        grid = np.arange(state.n_next, n_last + 1, dtype=np.float64) * rate.denominator / rate.numerator  # (K,) n / rate
         new = interp_poses(times, poses, grid)  # (K, J, 3)
-        buf = np.concatenate([state["pending"], new])
+        buf = np.concatenate([state.pending, new])  # (r + K, J, 3)
         per = TB.motion_per_latent
         use = (len(buf) // per) * per
-        state = {**state, "n_next": n_last + 1, "pending": buf[use:]}
+        state = replace(state, n_next=n_last + 1, pending=buf[use:])
         if use == 0:
-            return BackendOutput(audio=np.zeros(0, np.float32), audio_time=self._audio_out(np.zeros(0), state,
-                                 state["n0"] * SAMPLES_PER_FRAME)[0]), state
-        grid = self._grid(w, state, state["n0"] * rate.denominator / rate.numerator)
-        out, pst = self._nv.motion2music_step(buf[:use], state["pipe"], state["spec"], grid=grid)
-        state = {**state, "pipe": pst, "fed": state["fed"] + use}
-        wav, state, dec_ms = self._vocode(out["mel"], state)
-        t, state = self._audio_out(wav, state, state["n0"] * SAMPLES_PER_FRAME)
+            return self._silence(state), state
+        grid = self._grid(w, state, state.n0 * rate.denominator / rate.numerator)
+        out, stream = self.pipe.motion2music_step(buf[:use], state.stream, state.spec, grid=grid, vocode=False)
+        state = replace(state, stream=stream, fed=state.fed + use)
+        wav, state, dec_ms = self._vocode(out.mel, state)
+        t, state = self._audio_out(len(wav), state, state.n0 * SAMPLES_PER_FRAME)
         return BackendOutput(audio=wav, audio_time=t, decode_ms=dec_ms), state
 
-    def flush(self, state: dict) -> tuple[BackendOutput, dict]:
+    def flush(self, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
         """End of a stream (motion2music): the latents held back for cross-fading and the vocoder's tail.
 
         After it, the emitted audio covers exactly the fed motion frames (1024 samples per frame).
         """
-        if self.mode != "motion2music" or state.get("pipe") is None:
+        if self.mode != Mode.MOTION2MUSIC or state.stream is None:
             return BackendOutput(), state
-        pend, lat = LatentSampler.flush(state["pipe"]["latent"])
-        pst = {**state["pipe"], "latent": lat}
-        mel = torch.zeros(80, 0)
-        with torch.no_grad():
-            if pend is not None and pend.shape[-1]:
-                vae = self.pipe.vae
-                m, pst["dec"] = vae.decode_music_stream(vae.denormalize_latent(pend, "music"), pst["dec"])  # (1, 80, 8p)
-                mel = m[0]
-            state = {**state, "pipe": pst}
-            wav, state, dec_ms = self._vocode(mel, state, final=True)
-        t, state = self._audio_out(wav, state, state["n0"] * SAMPLES_PER_FRAME)
+        out, stream = self.pipe.flush(state.stream, vocode=False)  # out.mel (80, 8 blend)
+        wav, state, dec_ms = self._vocode(out.mel, replace(state, stream=stream), final=True)
+        t, state = self._audio_out(len(wav), state, state.n0 * SAMPLES_PER_FRAME)
         return BackendOutput(audio=wav, audio_time=t, decode_ms=dec_ms), state
 
     # music -> motion
-    def _music2motion(self, w: LiveWindow, state: dict) -> tuple[BackendOutput, dict]:
+    def _music2motion(self, w: LiveWindow, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
         audio = np.asarray(w.audio, np.float32).reshape(-1)
         sr_in = int(w.sample_rate)
         if sr_in != self.sr and len(audio):
@@ -299,59 +264,56 @@ class ModelBackend:
             audio = resample(audio, sr_in, self.sr)
         audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
         first = int(round(w.t_end * self.sr)) - len(audio)  # absolute sample index of audio[0]
-        if state["pipe"] is not None and state["in_next"] < first - self.max_gap_s * self.sr:
-            state = {**state, "pipe": None}  # windows were skipped: restart the stream
-        if state["pipe"] is None:
-            state = self._start(state)
+        if state.stream is not None and state.in_next < first - self.max_gap_s * self.sr:
+            state = replace(state, stream=None)  # windows were skipped: restart the stream
+        if state.stream is None:
             # start on the absolute motion grid (a multiple of 1024 samples) at or after the hop start
             s0 = -(-int(round(w.hop_start * self.sr)) // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
-            state.update(s0=s0, in_next=s0, mel=mel_stream_init(), mel_pending=torch.zeros(80, 0))
-        i0 = max(state["in_next"] - first, 0)
+            state = self._start(state, s0=s0, in_next=s0, mel=mel_stream_init(), mel_pending=torch.zeros(80, 0))
+        i0 = max(state.in_next - first, 0)
         new = audio[i0:]
-        state = {**state, "in_next": max(state["in_next"], first) + len(new)}
-        mel, ms = mel_stream(new, state["mel"])
-        buf = torch.cat([state["mel_pending"], mel], dim=-1)  # (80, r + m)
+        mel, ms = mel_stream(new, state.mel)  # (80, m)
+        buf = torch.cat([state.mel_pending, mel], dim=-1)  # (80, r + m)
         per = TB.latent_per_mel
         use = (buf.shape[-1] // per) * per
-        state = {**state, "mel": ms, "mel_pending": buf[:, use:]}
+        state = replace(state, in_next=max(state.in_next, first) + len(new), mel=ms, mel_pending=buf[:, use:])
         if use == 0:
             return BackendOutput(pose_times=np.zeros(0), poses=np.zeros((0, 18, 3), np.float32)), state
-        out, pst = self.pipe.music2motion_step(buf[:, :use], state["pipe"], state["spec"],
-                                               grid=self._grid(w, state, state["s0"] / self.sr))
-        state = {**state, "pipe": pst, "fed": state["fed"] + use}
-        j = np.asarray(out["joints"], np.float32)  # (2k', 18, 3)
-        times = self._pose_times(state["s0"], state["out_frames"], len(j))
-        state = {**state, "out_frames": state["out_frames"] + len(j)}
-        return BackendOutput(pose_times=times, poses=j), state
+        out, stream = self.pipe.music2motion_step(buf[:, :use], state.stream, state.spec,
+                                                  grid=self._grid(w, state, state.s0 / self.sr))
+        state = replace(state, stream=stream, fed=state.fed + use)
+        j = np.asarray(out.joints, np.float32)  # (2k', 18, 3)
+        times = self._pose_times(state.s0, state.out_frames, len(j))
+        return BackendOutput(pose_times=times, poses=j), replace(state, out_frames=state.out_frames + len(j))
 
     def _pose_times(self, s0: int, done: int, n: int) -> np.ndarray:
         return (s0 + SAMPLES_PER_FRAME * (done + np.arange(n, dtype=np.int64))) / self.sr  # (n,) exact sample grid
 
     # joint
-    def _joint(self, w: LiveWindow, state: dict) -> tuple[BackendOutput, dict]:
+    def _joint(self, w: LiveWindow, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
         spl = TB.samples_per_latent
         end = int(round(w.t_end * self.sr))
-        if state["pipe"] is not None and end - (state["s0"] + spl * state["fed"]) > self.max_gap_s * self.sr + spl:
-            state = {**state, "pipe": None}  # windows were skipped
-        if state["pipe"] is None:
+        if state.stream is not None and end - (state.s0 + spl * state.fed) > self.max_gap_s * self.sr + spl:
+            state = replace(state, stream=None)  # windows were skipped
+        if state.stream is None:
             from momu_live.live.tempo import TempoTracker
 
-            state = self._start(state)
             s0 = -(-int(round(w.hop_start * self.sr)) // spl) * spl  # on the absolute latent grid
-            state.update(s0=s0, tracker=TempoTracker())
-        k = (end - state["s0"]) // spl - state["fed"]
+            state = self._start(state, s0=s0, tracker=TempoTracker())
+        k = (end - state.s0) // spl - state.fed
         if k < 1:
-            return BackendOutput(audio=np.zeros(0, np.float32), audio_time=(state["s0"] + state["out_samples"]) / self.sr), state
-        out, pst = self._nv.joint_step(int(k), state["pipe"], state["spec"], grid=self._grid(w, state, state["s0"] / self.sr))
-        state = {**state, "pipe": pst, "fed": state["fed"] + int(k)}
-        wav, state, dec_ms = self._vocode(out["mel"], state)
-        t, state = self._audio_out(wav, state, state["s0"])
-        j = np.asarray(out["joints"], np.float32)
-        times = self._pose_times(state["s0"], state["out_frames"], len(j))
-        state = {**state, "out_frames": state["out_frames"] + len(j)}
+            return BackendOutput(audio=np.zeros(0, np.float32), audio_time=(state.s0 + state.out_samples) / self.sr), state
+        out, stream = self.pipe.joint_step(int(k), state.stream, state.spec, grid=self._grid(w, state, state.s0 / self.sr),
+                                           vocode=False)
+        state = replace(state, stream=stream, fed=state.fed + int(k))
+        wav, state, dec_ms = self._vocode(out.mel, state)
+        t, state = self._audio_out(len(wav), state, state.s0)
+        j = np.asarray(out.joints, np.float32)  # (2k', 18, 3)
+        times = self._pose_times(state.s0, state.out_frames, len(j))
+        state = replace(state, out_frames=state.out_frames + len(j))
         beats = []
         if len(wav):
-            for b in state["tracker"].add_audio(wav, t, self.sr):  # the tracker object lives in the state
+            for b in state.tracker.add_audio(wav, t, self.sr):  # the tracker object lives in the state
                 beats.append((b.index, b.time, b.bpm, b.downbeat))
         return BackendOutput(audio=wav, audio_time=t, pose_times=times, poses=j, beats=beats, decode_ms=dec_ms), state
 
@@ -400,4 +362,4 @@ def load_model_backend(mode: str, weights_dir: str | None = None, device: str = 
     return ModelBackend(mode, pipe, steps, guidance, seed, overlap, blend, name=f"MoMu-Diffusion {size}", beat=beat)
 
 
-__all__ = ["ModelBackend", "load_model_backend", "window_grid", "mel_stream", "mel_stream_init", "interp_poses", "fill_invalid"]
+__all__ = ["ModelBackend", "ModelBackendState", "load_model_backend", "window_grid", "interp_poses", "fill_invalid"]
