@@ -34,6 +34,22 @@ log = logging.getLogger(__name__)
 SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # libsndfile sf_command: rewrite the header after every write
 
 
+# --------------------------------------------------------------------------------------------- limiter
+def soft_limit(x: np.ndarray, ceiling: float = 0.891, knee: float = 0.708) -> np.ndarray:
+    """Memoryless soft limiter with headroom: identity below ``knee`` (-3 dBFS), a tanh curve above it that
+    approaches ``ceiling`` (-1 dBFS) and never exceeds it, so generated audio never clips however loud the
+    model or the gain makes it.  Per-sample, so chunked == whole; NaN/inf become silence."""
+    y = np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    a = np.abs(y)
+    over = a > knee
+    if not over.any():
+        return y
+    room = ceiling - knee
+    out = y.copy()
+    out[over] = np.sign(y[over]) * (knee + room * np.tanh((a[over] - knee) / room))
+    return out
+
+
 # --------------------------------------------------------------------------------------------- ring buffer
 class RingBuffer:
     """Fixed-capacity float32 ring of ``(frames, channels)``; thread-safe single producer/consumer.

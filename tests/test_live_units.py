@@ -285,3 +285,53 @@ def test_recorder_keeps_the_stream_clock_and_survives_nan(tmp_path):
     z = np.load(tmp_path / "poses.npz")
     assert z["capture_joints"].shape == (1, 18, 3) and z["capture_frames"].tolist() == [7]
     assert json.loads((tmp_path / "session.json").read_text())["stop_reason"] == "test"
+
+
+def test_recorder_refuses_to_overwrite_a_recording_without_force(tmp_path):
+    import soundfile as sf
+
+    from momu_live import MomuError
+    from momu_live.bridge.events import AudioBlock
+    from momu_live.live.recorder import Recorder
+
+    rec = Recorder(tmp_path, 1000)
+    rec.emit(AudioBlock(np.full(100, 0.5, np.float32), 1000, 0.0))
+    rec.close()
+    with pytest.raises(MomuError, match="--force"):
+        Recorder(tmp_path, 1000)
+    assert len(sf.read(tmp_path / "generated.wav")[0]) == 100  # the refused run lost nothing
+    Recorder(tmp_path, 1000, overwrite=True).close()
+    assert len(sf.read(tmp_path / "generated.wav")[0]) == 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MomuError, match="is a file"):
+        Recorder(tmp_path / "file", 1000)
+
+
+def test_soft_limiter_keeps_headroom_and_leaves_quiet_audio_alone():
+    from momu_live.bridge.audio_io import soft_limit
+
+    x = np.linspace(-4.0, 4.0, 8001, dtype=np.float32)
+    y = soft_limit(x)
+    assert np.abs(y).max() <= 0.891 + 1e-6  # at most the -1 dBFS ceiling, never full scale
+    quiet = np.abs(x) <= 0.708
+    assert np.array_equal(y[quiet], x[quiet])  # identity below the knee
+    assert np.all(np.diff(y) >= 0)  # monotonic: no fold-over distortion
+    assert np.array_equal(np.concatenate([soft_limit(x[:3000]), soft_limit(x[3000:])]), y)  # chunked == whole
+    assert soft_limit(np.array([np.nan, np.inf], np.float32)).tolist() == [0.0, 0.0]
+
+
+def test_every_event_consumer_is_a_sink():
+    """One declared interface (bridge.events.Sink) for everything events go to."""
+    from momu_live.bridge.audio_io import AudioOutput, WavRecorder
+    from momu_live.bridge.events import Sink
+    from momu_live.bridge.router import OscTarget, Router
+    from momu_live.commands.live import _StatusPrinter
+    from momu_live.live.recorder import Recorder
+
+    for cls in (AudioOutput, WavRecorder, OscTarget, Router, _StatusPrinter, Recorder):
+        assert callable(getattr(cls, "emit", None)) and callable(getattr(cls, "close", None)), cls
+    r = Router.from_preset("generic", {"osc_port": 9, "listen": False}, sinks=[_StatusPrinter()])
+    try:
+        assert isinstance(r, Sink) and all(isinstance(s, Sink) for s in (*r.targets, *r.extra))
+    finally:
+        r.close()

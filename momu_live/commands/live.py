@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--control-port", type=int, default=9001, help="OSC control (and --source osc pose) input port")
     p.add_argument("--listen", default="127.0.0.1", help="address the control port binds (0.0.0.0 for the network)")
     p.add_argument("--record", default=None, metavar="DIR", help="record generated.wav, poses.npz, events.jsonl here")
+    p.add_argument("--force", action="store_true", help="--record: overwrite a recording already in DIR")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop cleanly (exit 0) after S seconds")
     p.add_argument("--window", type=float, default=2.0, help="analysis window (s)")
     p.add_argument("--hop", type=float, default=0.5, help="scheduler hop (s)")
@@ -122,7 +123,8 @@ def run(args) -> int:
             from momu_live.live.recorder import Recorder
 
             recorder = Recorder(args.record, DEFAULT_TIMEBASE.sample_rate, {"mode": mode, "source": args.source, "preset": args.preset,
-                                                      "backend": backend.info.label})
+                                                      "backend": backend.info.label},
+                                overwrite=args.force)
     except BaseException:
         for o in reversed(opened):
             o.close()

@@ -32,10 +32,20 @@ from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Status
 
 
 class Recorder:
-    def __init__(self, directory: str | Path, sample_rate: int, meta: dict | None = None, flush_s: float = 5.0):
+    FILES = ("generated.wav", "poses.npz", "events.jsonl", "session.json")
+
+    def __init__(self, directory: str | Path, sample_rate: int, meta: dict | None = None, flush_s: float = 5.0,
+                 overwrite: bool = False):
+        from momu_live import MomuError
         from momu_live.bridge.audio_io import WavRecorder
 
         self.dir = Path(directory)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise MomuError(f"--record {self.dir}: is a file; give a folder to record into")
+        held = [f for f in self.FILES if (self.dir / f).exists()]
+        if held and not overwrite:
+            raise MomuError(f"--record {self.dir} already holds a recording ({', '.join(held)}); pick another folder "
+                            "or pass --force to overwrite it")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sample_rate = int(sample_rate)
         self.meta = dict(meta or {})

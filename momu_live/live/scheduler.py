@@ -4,7 +4,8 @@
 the next window end (window ``settings.window_s``, hop ``settings.hop_s``; or the wall clock plus a
 grace period when the input stalls), asks the engine to cut the window (``cut``), runs
 ``backend.step(window, state)`` with the continuation state of the previous window, and turns the
-``BackendOutput`` into events for the playout (audio scaled by ``settings.gain``, generated poses
+``BackendOutput`` into events for the playout (audio scaled by ``settings.gain`` and soft-limited
+below -1 dBFS, generated poses
 with their play-out times, generated beats in joint mode).  When it falls more than ``max_lag_hops``
 hops behind it skips windows (counted) instead of letting latency grow.  A mode switch requested by
 a control message (``settings.pending_mode``) swaps in a new back-end with fresh state between two
@@ -24,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from momu_live.bridge.audio_io import soft_limit
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame
 from momu_live.live.latency import LatencyStats
 from momu_live.live.window import Backend, BackendOutput, LiveWindow
@@ -150,8 +152,7 @@ class WindowScheduler:
 
     def _deliver(self, out: BackendOutput, meta: dict) -> None:
         if out.audio is not None and len(out.audio):
-            self.put(AudioBlock((out.audio * self.settings.gain).astype(np.float32), self.cfg.sample_rate,
-                                out.audio_time), meta)
+            self.put(AudioBlock(self._level(out.audio), self.cfg.sample_rate, out.audio_time), meta)
         if out.poses is not None and len(out.poses):
             for t, j in zip(out.pose_times, out.poses):
                 self.put(PoseFrame(0, next(self._gen_frame), float(t), j.astype(np.float32), CANONICAL_JOINTS,
@@ -172,5 +173,8 @@ class WindowScheduler:
             self.report(f"backend {self.backend.info.name} failed to flush: {exc!r}")
             return
         if out.audio is not None and len(out.audio):
-            self.put(AudioBlock((out.audio * self.settings.gain).astype(np.float32), self.cfg.sample_rate,
-                                out.audio_time), {"wall": time.monotonic()})
+            self.put(AudioBlock(self._level(out.audio), self.cfg.sample_rate, out.audio_time), {"wall": time.monotonic()})
+
+    def _level(self, audio: np.ndarray) -> np.ndarray:
+        """Output gain (``/momu/output/set/gain``), then the soft limiter: never clips (ceiling -1 dBFS)."""
+        return soft_limit(np.asarray(audio, np.float32) * np.float32(self.settings.gain))
