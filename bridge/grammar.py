@@ -120,7 +120,9 @@ def joint_names_message(names: tuple[str, ...], prefix: str = PREFIX) -> Msg:
 def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
     """generic/nodeosc: ``<prefix>/beat  i index, f time, f bpm, f phase, i downbeat, s source``.
 
-    joints: floats ``<prefix>/beat/index|time|bpm|phase|downbeat`` and ``<prefix>/beat/trigger 1.0``.
+    joints: floats ``<prefix>/beat/index|time|bpm|phase|downbeat`` and ``<prefix>/beat/trigger 1.0``; the
+    router sends ``beat_release_messages`` (trigger 0.0) ``TRIGGER_RELEASE_S`` later, so a Trigger CHOP sees
+    a rising edge on every beat (``/momu/beat/index`` is the beat counter).
     ableton: ``/live/song/set/tempo f bpm`` (AbletonOSC; the router sends it only when the tempo moves).
     """
     bpm = float(beat.bpm)
@@ -134,6 +136,14 @@ def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> l
                 (f"{prefix}/beat/bpm", [bpm]), (f"{prefix}/beat/phase", [float(beat.phase)]),
                 (f"{prefix}/beat/downbeat", [float(bool(beat.downbeat))]), (f"{prefix}/beat/trigger", [1.0])]
     raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+TRIGGER_RELEASE_S = 0.05  # how long a beat trigger stays at 1.0 before it falls back to 0.0
+
+
+def beat_release_messages(style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
+    """The trigger's fall back to 0 after a beat (joints style only; other styles carry no trigger)."""
+    return [(f"{prefix}/beat/trigger", [0.0])] if style == "joints" else []
 
 
 # --------------------------------------------------------------------------------------------- status

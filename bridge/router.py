@@ -72,6 +72,7 @@ class OscTarget:
         self._last_tempo: float | None = None
         self._playing = False
         self._names_sent: dict[tuple, float] = {}
+        self.release_at: float | None = None  # monotonic time the beat trigger falls back to 0 (joints style)
         self._log = RateLimitedLog(log)
 
     def messages(self, ev) -> list[tuple[str, list]]:
@@ -108,6 +109,15 @@ class OscTarget:
         except OscEncodeError as exc:
             self.encode_errors += 1
             self._log.warn("encode", "OSC target %s: cannot encode %s: %s", self.name, type(ev).__name__, exc)
+            return
+        if isinstance(ev, Beat) and grammar.beat_release_messages(self.style, self.prefix):
+            self.release_at = time.monotonic() + grammar.TRIGGER_RELEASE_S
+
+    def release(self, now: float) -> None:
+        """Send the beat trigger's fall back to 0 when it is due (called by the router's thread)."""
+        if self.release_at is not None and now >= self.release_at:
+            self.release_at = None
+            self.sender.send_messages(grammar.beat_release_messages(self.style, self.prefix), bundle=False)
 
     def transport(self, play: bool) -> None:
         if "transport" in self.events or self.style == "ableton":
@@ -243,15 +253,24 @@ class Router:
         while True:
             with self._cv:
                 while not self._q and not self._closing:
-                    self._cv.wait(0.5)
+                    due = [t.release_at for t in self.targets if t.release_at is not None]
+                    wait = 0.5 if not due else max(0.0, min(due) - time.monotonic())
+                    if due and wait == 0.0:
+                        break
+                    self._cv.wait(wait)
                 if not self._q and self._closing:
                     return
-                ev = self._q.popleft()
-                if not isinstance(ev, AudioBlock):
+                ev = self._q.popleft() if self._q else None
+                if ev is not None and not isinstance(ev, AudioBlock):
                     self._non_audio -= 1
                 self._busy = True
             try:
-                self._dispatch(ev)
+                if ev is not None:
+                    self._dispatch(ev)
+                now = time.monotonic()
+                for t in self.targets:
+                    if t.release_at is not None:
+                        self._guard(t.release, now)
             finally:
                 with self._cv:
                     self._busy = False

@@ -528,3 +528,27 @@ def test_osc_server_keeps_a_30fps_stream_through_a_5k_msg_per_s_flood():
     finally:
         srv.close()
         tx.close()
+
+
+def test_touchdesigner_beat_trigger_falls_back_to_zero_over_a_real_socket():
+    """A Trigger CHOP needs a rising edge per beat: 1.0 on the beat, 0.0 shortly after."""
+    from momu_live.bridge.router import Router
+    from momu_live.live.monitor import OscMonitor
+
+    mon = OscMonitor()
+    r = Router.from_preset("touchdesigner", {"osc_host": "127.0.0.1", "osc_port": mon.port, "midi": False,
+                                             "listen": False})
+    try:
+        for k in range(3):
+            r.emit(Beat(k, 0.5 * k, 120.0))
+            time.sleep(0.2)
+        deadline = time.monotonic() + 3.0
+        while len(mon.of("/momu/beat/trigger")) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        r.close()
+        mon.close()
+    trig = mon.of("/momu/beat/trigger")
+    assert [a[0] for _, a in trig] == [1.0, 0.0] * 3
+    gaps = [trig[i + 1][0] - trig[i][0] for i in range(0, 6, 2)]
+    assert all(0.03 <= g <= 0.2 for g in gaps), gaps  # released ~TRIGGER_RELEASE_S after each beat
