@@ -308,6 +308,11 @@ class Router:
                 self._cv.wait(min(left, 0.1))
         return True
 
+    def problems(self) -> list[str]:
+        """What the status heartbeat should warn about: OSC targets nobody listens to (ICMP port unreachable)."""
+        return [f"no OSC receiver at {t.sender.host}:{t.sender.port} ({t.name})" for t in self.targets
+                if t.sender.unreachable()]
+
     def stats(self) -> dict:
         s = {"emitted": self.emitted, "dropped": self.dropped, "sink_errors": self.sink_errors,
              "queued": len(self._q), "targets": {t.name: t.stats() for t in self.targets}}

@@ -61,7 +61,13 @@ class UdpSender:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.sock.setblocking(False)
-        self.sent = self.errors = self.bytes = 0
+        try:  # a connected UDP socket hears ICMP "port unreachable" (ECONNREFUSED on a later send)
+            self.sock.connect(self.addr)
+            self._connected = True
+        except OSError:
+            self._connected = False
+        self.sent = self.errors = self.bytes = self.refused = 0
+        self.last_refused = -1e9  # monotonic time of the last "connection refused" (nobody listens)
         self._log = RateLimitedLog(log, log_every)
         self._closed = False
 
@@ -71,9 +77,15 @@ class UdpSender:
             self.errors += 1
             return False
         try:
-            self.sock.sendto(packet, self.addr)
+            if self._connected:
+                self.sock.send(packet)
+            else:
+                self.sock.sendto(packet, self.addr)
         except OSError as exc:  # EAGAIN (buffer full), ECONNREFUSED (peer gone), EMSGSIZE, ...
             self.errors += 1
+            if isinstance(exc, ConnectionRefusedError):
+                self.refused += 1
+                self.last_refused = time.monotonic()
             self._log.warn(type(exc).__name__, "OSC send to %s:%d failed: %s", self.host, self.port, exc)
             return False
         self.sent += 1
@@ -94,8 +106,12 @@ class UdpSender:
             packets = [encode_message(a, list(x)) for a, x in messages]
         return sum(self.send(p) for p in packets)
 
+    def unreachable(self, within_s: float = 3.0) -> bool:
+        """True when the peer refused a datagram in the last ``within_s`` seconds (no receiver on the port)."""
+        return time.monotonic() - self.last_refused <= within_s
+
     def stats(self) -> dict:
-        return {"sent": self.sent, "errors": self.errors, "bytes": self.bytes}
+        return {"sent": self.sent, "errors": self.errors, "bytes": self.bytes, "refused": self.refused}
 
     def close(self) -> None:
         if not self._closed:

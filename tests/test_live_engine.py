@@ -327,3 +327,38 @@ def test_slow_model_skips_windows_instead_of_growing_latency():
     assert len(lag) >= 6 and lag[-3:].max() < 2 * 0.25 + 0.7 + 0.3, lag  # bounded, not growing
     st = [a for _, a in mon.of("/momu/status")]
     assert st and st[-1][4] >= engine.skipped_windows - 2  # drops are reported in the heartbeat
+
+
+def test_status_warns_about_silent_input_and_a_receiver_nobody_listens_to(tmp_path):
+    """A performer must see at once that the DAW sends silence or that the OSC port has no listener."""
+    import soundfile as sf
+
+    from momu_live.bridge.router import Router
+    from momu_live.bridge.events import Status
+    from momu_live.live.sources import AudioFileSource
+
+    sr = 22050
+    y = np.zeros(int(8 * sr), np.float32)
+    y[: 3 * sr] = 0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * sr) / sr)  # 3 s of tone, then silence
+    sf.write(tmp_path / "tone_then_silence.wav", y, sr)
+    dead = free_udp_port()  # nobody listens there: the kernel answers with ICMP port unreachable
+    router = Router.from_preset("generic", {"osc_host": "127.0.0.1", "osc_port": dead, "midi": False, "listen": False})
+    seen: list[Status] = []
+
+    class Tap:
+        def emit(self, ev):
+            if isinstance(ev, Status):
+                seen.append(ev)
+
+        def close(self):
+            pass
+
+    router.extra.append(Tap())
+    engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=4.0), AudioFileSource(tmp_path / "tone_then_silence.wav"),
+                        make_backend("beats"), router)
+    engine.run(duration=7.5)
+    early = [s.message for s in seen if 1.0 <= s.time < 3.0]
+    late = [s.message for s in seen if s.time >= 6.0]
+    assert early and not any("input silent" in m for m in early)  # the tone is not silence
+    assert late and all("input silent" in m for m in late)  # > 2 s of silence is reported
+    assert any(f"no OSC receiver at 127.0.0.1:{dead}" in m for m in late)

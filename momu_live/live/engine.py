@@ -40,6 +40,8 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.modes import Mode
 
 log = logging.getLogger(__name__)
+SILENT_S = 2.0  # an audio input this long below SILENT_DBFS is reported in the status
+SILENT_DBFS = -70.0
 
 
 @dataclass
@@ -272,11 +274,32 @@ class LiveEngine:
         parts = [self.backend.info.label if self.backend is not None else "beats (no model)"]
         if self.no_person and self.source.kind == "pose":
             parts.append("no person")
+        if self._input_silent():
+            parts.append(f"input silent (below {SILENT_DBFS:g} dBFS for {SILENT_S:g} s): check the device or DAW routing")
+        problems = getattr(self.output, "problems", None)
+        if problems is not None:
+            try:
+                parts += problems()
+            except Exception as exc:
+                log.debug("output problems: %r", exc)
         parts += [m for (w, m) in list(self._reports) if now - w <= 5.0]
         with self._tempo_lock:
             bpm = self.tracker.bpm
         return Status(round(self.clock(), 4), self.cfg.mode, self.stats.medians(1.0), self.dropped, float(fps),
                       round(float(bpm), 3), "; ".join(parts))
+
+    def _input_silent(self) -> bool:
+        """True when an audio input has delivered only (near) silence over the last ``SILENT_S`` seconds."""
+        if self.source.kind != "audio":
+            return False
+        t1 = self.audio.latest_time
+        if not math.isfinite(t1) or t1 < SILENT_S:
+            return False
+        x = self.audio.read(t1 - SILENT_S, t1)
+        if len(x) < 0.5 * SILENT_S * self.cfg.sample_rate:
+            return False
+        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+        return rms < 10 ** (SILENT_DBFS / 20)
 
     def _heartbeat(self) -> None:
         period = 1.0 / max(1.0, self.cfg.heartbeat_hz)
