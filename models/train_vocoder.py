@@ -8,14 +8,13 @@ No adversarial loss and no distillation from HiFi-GAN yet (see README "Vocoder":
 
 Data: an audio pack (``.npz`` with int16 arrays ``train/<name>`` and ``val/<name>`` at 22.05 kHz, written by
 ``pack_audio``) or a DwM-format folder (train/validation split of models/datasets.split_dwm).
+The loop, AdamW, warm-up + cosine LR, crops, resume, log and progress are models/training.py's.
 Checkpoints: ``OUT/vocoder_fast.{safetensors,json}`` (models/checkpoint.py) + ``OUT/train_state.{safetensors,json}``
-(optimizer moments and step, for ``resume``) + ``OUT/log.json``.
+(weights, optimizer moments, RNG and step, for ``resume``) + ``OUT/log.json``.
 """
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,27 +22,28 @@ import numpy as np
 import torch
 
 from momu_live import MomuError
+from momu_live.models.training import RunConfig, Trainer
 from momu_live.models.vocoder import FAMILY_FAST, SIZES
 
 SAMPLE_RATE = 22050
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     size: str = "small"
     steps: int = 20000
     batch: int = 16
     segment: int = 128  # mel frames per crop (x 256 samples)
     lr: float = 5e-4
     warmup: int = 300
+    betas: tuple = (0.8, 0.99)
     weight_decay: float = 0.01
+    grad_clip: float = 10.0
     mel_weight: float = 45.0
     stft_weight: float = 2.5
     gain_min: float = 0.25  # random level augmentation (crop * U[gain_min, 1] / peak)
     val_every: int = 500
     ckpt_every: int = 1000
-    seed: int = 0
-    max_minutes: float = 0.0
     device: str = "cpu"
 
 
@@ -300,32 +300,11 @@ def load_audio_sets(data: str | Path) -> tuple[list[np.ndarray], list[np.ndarray
     return tr, va
 
 
-class CropSampler:
-    """Random fixed-length crops from a list of waveforms, all on one device (no data loader workers)."""
-
-    def __init__(self, wavs: list[np.ndarray], n_samples: int, device: torch.device, gain_min: float, seed: int):
-        wavs = [w for w in wavs if len(w) >= n_samples]
-        if not wavs:
-            raise MomuError(f"no training clip is as long as one crop ({n_samples} samples); lower --segment")
-        self.audio = torch.from_numpy(np.concatenate(wavs)).to(device)  # (N,)
-        starts, o = [], 0
-        for w in wavs:
-            starts.append((o, o + len(w) - n_samples))
-            o += len(w)
-        self.ranges = starts
-        self.lengths = torch.tensor([b - a + 1 for a, b in starts], dtype=torch.float64)
-        self.n, self.gain_min = n_samples, gain_min
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __call__(self, batch: int) -> torch.Tensor:
-        clip = torch.multinomial(self.lengths, batch, replacement=True, generator=self.gen)
-        offs = [self.ranges[c][0] + int(torch.randint(0, int(self.lengths[c]), (1,), generator=self.gen)) for c in clip.tolist()]
-        idx = torch.tensor(offs, device=self.audio.device)[:, None] + torch.arange(self.n, device=self.audio.device)  # (B, n)
-        x = self.audio[idx]  # (B, n)
-        gain = self.gain_min + (1 - self.gain_min) * torch.rand(batch, 1, generator=self.gen).to(x.device)
-        peak = x.abs().amax(-1, keepdim=True).clamp(min=1e-4)
-        # peak-normalise to a random level in [gain_min, 1] (never clipped), amplifying at most 10x
-        return x * torch.minimum(gain / peak, torch.full_like(peak, 10.0))
+def random_gain(x: torch.Tensor, gain_min: float, gen: torch.Generator) -> torch.Tensor:
+    """Crops (B, n) peak-normalised to a random level in [gain_min, 1] (never clipped), amplified at most 10x."""
+    gain = gain_min + (1 - gain_min) * torch.rand(x.shape[0], 1, generator=gen).to(x.device)
+    peak = x.abs().amax(-1, keepdim=True).clamp(min=1e-4)
+    return x * torch.minimum(gain / peak, torch.full_like(peak, 10.0))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,50 +338,6 @@ def mel_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# checkpoints of the optimizer (flat safetensors, no pickle)
-
-
-def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
-    from safetensors.torch import save_file
-
-    tensors, scalars = {}, {}
-    for i, (p, s) in enumerate(opt.state.items()):
-        for k, v in s.items():
-            if torch.is_tensor(v) and v.dim() > 0:
-                tensors[f"{i}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{i}.{k}"] = float(v)
-    save_file(tensors, str(out / "train_state.safetensors"))
-    (out / "train_state.json").write_text(json.dumps({"step": step, "scalars": scalars, **extra}, indent=1))
-
-
-def load_train_state(out: Path, opt: torch.optim.Optimizer) -> dict:
-    from momu_live.models.checkpoint import load_state
-
-    doc = json.loads((out / "train_state.json").read_text())
-    tensors = load_state(out / "train_state.safetensors")
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        st = {k.split(".", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.split(".", 1)[0] == str(i)}
-        for k, v in doc["scalars"].items():
-            if k.split(".", 1)[0] == str(i):
-                st[k.split(".", 1)[1]] = torch.tensor(v)
-        if st:
-            opt.state[p] = st
-    return doc
-
-
-# ------------------------------------------------------------------------------------------------
-
-
-def lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 5 % over ``steps`` or ``max_minutes``, whichever ends first."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    if cfg.max_minutes > 0:
-        t = max(t, minutes / cfg.max_minutes)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 @torch.no_grad()
@@ -425,87 +360,49 @@ def evaluate(model, val: list[np.ndarray], device, max_seconds: float = 10.0) ->
 
 def train(data: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = False, progress: bool = True,
           init: str | Path | None = None) -> dict:
-    """Train (or resume) a FastVocoder; returns the final log entry."""
-    from tqdm import tqdm
-
+    """Train (or resume) a FastVocoder; returns the last validation log entry."""
     from momu_live.models.audio import log_mel
     from momu_live.models.builders import build_vocoder_fast
-    from momu_live.models.checkpoint import load_checkpoint, load_into, load_state, save_checkpoint
+    from momu_live.models.checkpoint import load_checkpoint, save_checkpoint
 
     if cfg.size not in SIZES:
         raise MomuError(f"unknown vocoder size {cfg.size!r}; choose one of {sorted(SIZES)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    h = Trainer(cfg, out, "vocoder", cfg.device, resume, progress, desc="train vocoder", weights="vocoder_fast")
+    out, device = h.out, h.device
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     tr, va = load_audio_sets(data)
     corpus_va = list(load_pack_group(data, "corpus_val").values()) if Path(data).is_file() else []
     sources = data_sources(data)
-    model = build_vocoder_fast(cfg.size).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay)
-    step, log, minutes0 = 0, [], 0.0
-    if resume and (out / "train_state.json").exists():
-        load_into(model, load_state(out / "vocoder_fast"), where=str(out / "vocoder_fast.safetensors"))
-        doc = load_train_state(out, opt)
-        step = int(doc["step"])
-        minutes0 = float(doc.get("minutes", 0.0))
-        if (out / "log.json").exists():
-            log = json.loads((out / "log.json").read_text())
-    elif init:
+    model = h.module("model", build_vocoder_fast(cfg.size).to(device))
+    if init and h.saved is None:
         m0, _ = load_checkpoint(init, FAMILY_FAST, build_vocoder_fast)
         model.load_state_dict(m0.state_dict())
-    sampler = CropSampler(tr, cfg.segment * 256, device, cfg.gain_min, cfg.seed + step)
-    model.train()
-    t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc="train vocoder", disable=not progress)
+    h.optimizer("model", model)
+    net = h.wrap(model)
+    sampler = h.sampler([(w,) for w in tr], cfg.segment * 256, what="training clip", unit="samples", hint="--segment")
 
-    def checkpoint(entry: dict | None = None):
-        meta = {"step": step, "train": asdict(cfg), "data": str(data), "data_sources": sources, "val": entry or {}}
-        save_checkpoint(out / "vocoder_fast", model, model.cfg, FAMILY_FAST, meta)
-        save_train_state(out, opt, step, {"config": asdict(cfg), "minutes": minutes0 + (time.time() - t0) / 60})
-        (out / "log.json").write_text(json.dumps(log, indent=1))
-
-    run_loss = None
-    while step < cfg.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, minutes0 + (time.time() - t0) / 60)
-        x = sampler(cfg.batch)  # (B, n)
+    def loss(batch, ctx):
+        x = random_gain(batch[0], cfg.gain_min, ctx.gen)  # (B, n)
         with torch.no_grad():
             mel = log_mel(x)  # (B, 80, F)
-        y = model(mel)  # (B, n)
+        y = net(mel)  # (B, n)
         l_mel = (log_mel(y) - mel).abs().mean()
         l_stft = mr_stft_loss(y, x)
-        loss = cfg.mel_weight * l_mel + cfg.stft_weight * l_stft
-        if not torch.isfinite(loss):
-            raise MomuError(f"loss became {float(loss)} at step {step}; lower --lr or resume from the last checkpoint")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        step += 1
-        lv = (l_mel.item(), l_stft.item())
-        run_loss = lv if run_loss is None else tuple(0.98 * a + 0.02 * b for a, b in zip(run_loss, lv))
-        bar.update(1)
-        bar.set_postfix(mel=f"{run_loss[0]:.3f}", stft=f"{run_loss[1]:.3f}")
-        stop = cfg.max_minutes > 0 and minutes0 + (time.time() - t0) / 60 > cfg.max_minutes
-        if step % cfg.val_every == 0 or step == cfg.steps or stop:
-            entry = {"step": step, "mel_l1": run_loss[0], "mr_stft": run_loss[1], "grad_norm": float(gn),
-                     "lr": opt.param_groups[0]["lr"], "minutes": minutes0 + (time.time() - t0) / 60, **evaluate(model, va, device)}
-            if corpus_va:
-                entry.update({f"corpus_{k}": v for k, v in evaluate(model, corpus_va, device).items()})
-            log.append(entry)
-            bar.write(json.dumps(entry))
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
-            checkpoint(log[-1] if log else None)
-        if stop:
-            break
-    bar.close()
-    checkpoint(log[-1] if log else None)
-    return log[-1] if log else {}
+        return cfg.mel_weight * l_mel + cfg.stft_weight * l_stft, {"mel_l1": l_mel.item(), "mr_stft": l_stft.item()}
+
+    def validate(step: int, final: bool) -> dict:
+        entry = evaluate(model, va, device)
+        if corpus_va:
+            entry.update({f"corpus_{k}": v for k, v in evaluate(model, corpus_va, device).items()})
+        return entry
+
+    def export(step: int, entry: dict | None, is_best: bool) -> None:
+        meta = {"step": step, "train": asdict(cfg), "data": str(data), "data_sources": sources, "val": entry or {}}
+        save_checkpoint(out / "vocoder_fast", model, model.cfg, FAMILY_FAST, meta)
+
+    return h.fit(sampler, loss, validate, export) or {}
 
 
 def evaluate_checkpoint(ckpt: str | Path, data: str | Path, device: str = "cpu") -> dict:

@@ -27,17 +27,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    import torch
-
     from momu_live import MomuError
     from momu_live.models import train_diffusion as td
+    from momu_live.models.training import resolve_device, run_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    run = run_args(args)
     if args.steps < 1:
         raise MomuError(f"--steps must be >= 1, got {args.steps}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise MomuError("--device cuda asked but CUDA is not available; use --device cpu")
+    resolve_device(args.device)
     out = Path(args.out)
     lat_path = out / "latents.npz"
     data = Path(args.data)
@@ -62,8 +59,7 @@ def run(args) -> int:
         print(f"latents: {lat_path} ({len(lat['ids'])} dances)")
     if args.encode_only:
         return 0
-    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, seed=args.seed,
-                         val_every=args.val_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes)
+    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, **run)
     meta = {"vae_sha256": str(lat.get("vae_sha256", ""))}
     path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta)
     print(f"checkpoint: {path}")

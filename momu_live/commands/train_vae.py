@@ -34,16 +34,13 @@ def run(args) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    import torch
-
     from momu_live import MomuError
     from momu_live.models.packing import load_dances
     from momu_live.models.train_vae import TrainConfig, train
+    from momu_live.models.training import resolve_device, run_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise MomuError("--device cuda but no CUDA device is available; use --device cpu")
+    run = run_args(args)
+    resolve_device(args.device)
     dances = load_dances(args.data, progress=not args.no_progress)
     tr = [d for d in dances if d.split == "train"]
     va = [d for d in dances if d.split == "val"]
@@ -51,8 +48,7 @@ def run(args) -> int:
         raise MomuError(f"{args.data} has no training dances")
     base = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
                        contrastive=not args.no_contrastive, contrastive_weight=args.contrastive_weight,
-                       adv_start=args.adv_start, val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed,
-                       max_minutes=args.max_minutes)
+                       adv_start=args.adv_start, **run)
     out = Path(args.out)
     stages = [1, 2] if args.stage == "both" else [int(args.stage)]
     init = args.init

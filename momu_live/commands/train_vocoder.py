@@ -48,14 +48,12 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    import torch
-
     from momu_live import MomuError
     from momu_live.models.train_vocoder import (PackConfig, TrainConfig, folder_kind, pack_manifest, pack_sources,
                                                 pack_training_audio, train)
+    from momu_live.models.training import resolve_device, run_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    run = run_args(args)
     if args.export:
         from momu_live.models.train_vocoder import export_weights
 
@@ -90,11 +88,8 @@ def run(args) -> int:
         for ckpt in args.evaluate:
             print(json.dumps(evaluate_checkpoint(ckpt, args.data, args.device)))
         return 0
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise MomuError("--device cuda but no CUDA device is available; use --device cpu")
     cfg = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, segment=args.segment, lr=args.lr, warmup=args.warmup,
-                      val_every=args.val_every, ckpt_every=args.ckpt_every, seed=args.seed,
-                      max_minutes=args.max_minutes, device=args.device)
+                      device=resolve_device(args.device), **run)
     last = train(args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress, init=args.init)
     print(json.dumps(last))
     return 0
