@@ -329,6 +329,53 @@ def test_slow_model_skips_windows_instead_of_growing_latency():
     assert st and st[-1][4] >= engine.skipped_windows - 2  # drops are reported in the heartbeat
 
 
+class _SlowSynth:
+    """A real, slow back-end: a continuous tone for each window's hop and the procedural dancer's poses,
+    0.7 s a window (slower than the 0.25 s hop), so windows are skipped and both streams would have holes."""
+
+    def __init__(self):
+        from momu_live.live.backend import JointPassthrough
+
+        self.inner = JointPassthrough()
+        self.info = self.inner.info
+
+    def init_state(self):
+        return self.inner.init_state()
+
+    def step(self, window, state):
+        time.sleep(0.7)
+        out, state = self.inner.step(window, state)
+        sr = self.info.sample_rate
+        n0, n1 = int(round(window.hop_start * sr)), int(round(window.t_end * sr))
+        t = np.arange(n0, n1) / sr
+        out.audio, out.audio_time = (0.4 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), n0 / sr
+        return out, state
+
+
+def test_late_windows_never_leave_silence_or_a_frozen_avatar(tmp_path):
+    """Under load the engine continues both generated streams instead of leaving holes (continuity.py)."""
+    import soundfile as sf
+
+    from momu_live.live.recorder import Recorder
+
+    mon = OscMonitor()
+    rec = Recorder(tmp_path / "rec", 22050)
+    engine = LiveEngine(EngineConfig(mode="joint", hop_s=0.25, window_s=1.0, heartbeat_hz=2.0), make_source_none(),
+                        _SlowSynth(), make_output(None, "127.0.0.1", mon.port), recorder=rec)
+    engine.run(duration=8.0)
+    mon.close()
+    assert engine.skipped_windows > 5  # the back-end really fell behind
+    y, sr = sf.read(tmp_path / "rec" / "generated.wav")
+    loud = np.abs(y) > 1e-3
+    first, last = np.flatnonzero(loud)[[0, -1]]
+    quiet = np.diff(np.flatnonzero(loud[first:last + 1]))
+    assert len(y) > 5 * sr and quiet.max() < 0.05 * sr  # no hole over 50 ms in the recorded audio
+    times = np.array([t for t, _ in mon.of("/momu/gen/pose/frame")])
+    assert len(times) > 50 and np.diff(times[times > times[0] + 1.0]).max() < 0.2  # no frozen avatar over 200 ms
+    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    assert any("late windows: continued" in m for m in msgs)  # the status says what it did
+
+
 def test_status_warns_about_silent_input_and_a_receiver_nobody_listens_to(tmp_path):
     """A performer must see at once that the DAW sends silence or that the OSC port has no listener."""
     import soundfile as sf

@@ -28,6 +28,7 @@ import numpy as np
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
 from momu_live.live.buffer import AudioRing, PoseRing
+from momu_live.live.continuity import ContinuityConfig
 from momu_live.live.control import ControlBinding, ControlInput
 from momu_live.live.latency import LatencyStats, rss_mb
 from momu_live.live.playout import Playout
@@ -59,6 +60,7 @@ class EngineConfig:
     realtime: bool = True
     stop_when_source_ends: bool = True
     tempo: TempoConfig = field(default_factory=TempoConfig)
+    continuity: ContinuityConfig | None = field(default_factory=ContinuityConfig)  # None: no gap filling
 
 
 class LiveEngine:
@@ -93,7 +95,8 @@ class LiveEngine:
         self.status_count = 0
         self.rss: deque = deque(maxlen=86_400)  # (stream time, MiB) once per heartbeat
         self._primary_person = 0
-        self.playout = Playout(self.clock, self.stats, self.report, output, recorder, cfg.out_queue, cfg.realtime)
+        self.playout = Playout(self.clock, self.stats, self.report, output, recorder, cfg.out_queue, cfg.realtime,
+                               cfg.sample_rate, lambda: self.settings.hop_s, cfg.continuity)
         self.scheduler = WindowScheduler(
             SchedulerConfig(cfg.realtime, cfg.grace_s, cfg.max_lag_hops, cfg.stop_when_source_ends, cfg.sample_rate),
             self.settings, backend, backend_factory, clock=self.clock, input_time=self._input_time,
@@ -282,6 +285,10 @@ class LiveEngine:
                 parts += problems()
             except Exception as exc:
                 log.debug("output problems: %r", exc)
+        fills = self.playout.recent_fills(5.0)
+        if fills:
+            parts.append("late windows: continued " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(fills.items()))
+                         + " in the last 5 s")
         parts += [m for (w, m) in list(self._reports) if now - w <= 5.0]
         with self._tempo_lock:
             bpm = self.tracker.bpm

@@ -8,6 +8,11 @@ recorder.  Generated poses carry ``play_at`` (their stream time) and are held in
 hop; everything else goes out at once.  ``send`` measures the ``send`` stage and the end-to-end
 latency (``e2e`` for captured input, ``e2e_gen`` for generated output) from the ``wall`` time in
 each event's meta.
+
+Generated audio and poses pass through the continuity stage (``continuity.py``): audio is placed at its
+stream time, gaps are filled with a crossfaded continuation and overlaps trimmed; when a window is late
+the watchdog in ``run`` keeps both streams going (looped audio tail, ping-pong poses) until it arrives.
+Generated pose frames are numbered here, in the order they go out.
 """
 from __future__ import annotations
 
@@ -16,11 +21,15 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
 from momu_live.live.buffer import DropQueue
+from momu_live.live.continuity import AudioStitcher, ContinuityConfig, PoseFiller
 from momu_live.live.latency import LatencyStats
+from momu_live.models.skeleton import CANONICAL_JOINTS
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +37,20 @@ log = logging.getLogger(__name__)
 class Playout:
     def __init__(self, clock: Callable[[], float], stats: LatencyStats, report: Callable[[str], None],
                  output: Sink | None = None, recorder: Sink | None = None, queue_size: int = 1024,
-                 realtime: bool = True):
+                 realtime: bool = True, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, hop_s: Callable[[], float] = lambda: 0.5,
+                 continuity: ContinuityConfig | None = ContinuityConfig()):
         self.clock, self.stats, self.report = clock, stats, report
         self.output, self.recorder = output, recorder
         self.queue = DropQueue(queue_size)
         self.realtime = realtime
+        self.hop_s = hop_s
         self.beats_sent = 0
+        self.continuity = continuity  # None: pass generated streams through untouched
+        self.audio = AudioStitcher(sample_rate, continuity or ContinuityConfig())
+        self.poses = PoseFiller(continuity or ContinuityConfig())
+        self._audio_lag: float | None = None  # typical (clock - stream end) when a real block arrives
+        self._gen_frame = 0
+        self.fills: deque = deque(maxlen=64)  # (monotonic, "audio"|"poses", seconds) of recent continuations
 
     @property
     def dropped(self) -> int:
@@ -58,12 +75,66 @@ class Playout:
                 if "play_at" in meta and self.realtime and playout_s > 0:
                     heapq.heappush(heap, (meta["play_at"], next(seq), ev, meta))
                 else:
-                    self.send(ev, meta)
+                    self._route(ev, meta)
             while heap and (heap[0][0] + playout_s <= self.clock() or stop.is_set()):
                 _, _, ev, meta = heapq.heappop(heap)
-                self.send(ev, meta)
+                self._route(ev, meta)
+            if self.realtime and self.continuity is not None and not stop.is_set():
+                self._watchdog(playout_s, heap)
             if item is None and stop.is_set() and upstream_done.is_set() and not heap and len(self.queue) == 0:
                 break
+
+    # -- generated streams: continuity ------------------------------------------------------------
+    def _route(self, ev, meta: dict) -> None:
+        if self.continuity is None:
+            self.send(ev, meta)
+            return
+        if isinstance(ev, AudioBlock):
+            blocks = self.audio.add(ev)
+            lag = self.clock() - (ev.time + len(ev.samples) / ev.sample_rate)
+            self._audio_lag = lag if self._audio_lag is None else 0.8 * self._audio_lag + 0.2 * lag
+            for b in blocks:
+                self.send(b, meta)
+            return
+        if isinstance(ev, PoseFrame) and ev.source == "generated":
+            fr = self.poses.real(ev)
+            if fr is None:
+                return
+            fr.frame = self._next_frame()
+            self.send(fr, meta)
+            return
+        self.send(ev, meta)
+
+    def _next_frame(self) -> int:
+        self._gen_frame += 1
+        return self._gen_frame - 1
+
+    def _watchdog(self, playout_s: float, heap: list) -> None:
+        """Extend a generated stream whose next window is late (see continuity.py)."""
+        now = self.clock()
+        margin = self.hop_s() + 0.15
+        end = self.audio.end_time
+        if end is not None and self._audio_lag is not None and now - end > self._audio_lag + margin:
+            blk = self.audio.fill_until(now - self._audio_lag)
+            if blk is not None:
+                self.fills.append((time.monotonic(), "audio", len(blk.samples) / blk.sample_rate))
+                self.send(blk, {})
+        last = self.poses.last_time
+        if last is not None and not heap and now - (last + playout_s) > 0.15:
+            frames = self.poses.fill(now - playout_s)
+            if frames:
+                self.fills.append((time.monotonic(), "poses", len(frames) / max(self.poses.rate, 1e-6)))
+            for t, j in frames:
+                self.send(PoseFrame(0, self._next_frame(), float(t), j, CANONICAL_JOINTS, None, "generated"), {})
+
+    def recent_fills(self, horizon_s: float = 5.0) -> dict:
+        """Seconds of continuation per stream over the last ``horizon_s`` (the status reports them)."""
+        now = time.monotonic()
+        out: dict = {}
+        for w, kind, sec in list(self.fills):
+            if now - w <= horizon_s:
+                out[kind] = out.get(kind, 0.0) + sec
+        return out
 
     def send(self, ev, meta: dict) -> None:
         s0 = time.monotonic()
