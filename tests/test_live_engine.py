@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -409,3 +410,53 @@ def test_status_warns_about_silent_input_and_a_receiver_nobody_listens_to(tmp_pa
     assert early and not any("input silent" in m for m in early)  # the tone is not silence
     assert late and all("input silent" in m for m in late)  # > 2 s of silence is reported
     assert any(f"no OSC receiver at 127.0.0.1:{dead}" in m for m in late)
+
+
+class _StepsCostBackend:
+    """A real back-end (the metronome) whose cost grows with the sampler steps it is asked for, like the model."""
+
+    def __init__(self, steps: int = 4, per_step_s: float = 0.1):
+        from dataclasses import replace
+
+        from momu_live.live.backend import ClickBackend
+
+        self.inner = ClickBackend("joint", hum=False, free_run=True)
+        self.info = replace(self.inner.info, steps=steps)
+        self.per_step_s = per_step_s
+        self.seen: list[tuple[int, float]] = []  # (steps, beat strength) each window asked for
+
+    def init_state(self):
+        return self.inner.init_state()
+
+    def step(self, window, state):
+        from momu_live.bridge.grammar import BEAT_ADDR, STEPS_ADDR
+
+        steps = int(window.controls.get(STEPS_ADDR, self.info.steps))
+        self.seen.append((steps, float(window.controls.get(BEAT_ADDR, 1.0))))
+        time.sleep(self.per_step_s * steps)
+        return self.inner.step(window, state)
+
+
+def test_load_ladder_gives_up_guidance_then_steps_and_takes_them_back():
+    from momu_live.live.scheduler import LoadConfig
+
+    mon = OscMonitor()
+    be = _StepsCostBackend(steps=4, per_step_s=0.1)  # 0.4 s a window at 4 steps: 160 % of the 0.25 s hop
+    engine = LiveEngine(EngineConfig(mode="joint", hop_s=0.25, window_s=1.0, heartbeat_hz=4.0), make_source_none(), be,
+                        make_output(None, "127.0.0.1", mon.port))
+    engine.scheduler.cfg = replace(engine.scheduler.cfg, load=LoadConfig(recover_s=1.5))
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 14.0})
+    runner.start()
+    try:
+        assert _wait_for(lambda: (2, 0.0) in be.seen, 8)  # guidance off, then half the steps: 0.2 s, under the hop
+        n_under = len(be.seen)
+        be.per_step_s = 0.01  # the load goes away (the hog stopped)
+        assert _wait_for(lambda: be.seen[-1] == (4, 1.0), 10)  # everything given back, one rung at a time
+    finally:
+        engine.stop()
+        runner.join(10)
+        mon.close()
+    assert engine.adaptations >= 4 and engine.scheduler.level == 0 and engine.hop_s == 0.25
+    assert all(s >= 2 for s, _ in be.seen[:n_under])  # it stopped at the rung that was enough (never 1 step)
+    msgs = [str(a) for _, a in mon.of("/momu/status")]
+    assert any("under load" in m and "beat guidance off" in m for m in msgs)

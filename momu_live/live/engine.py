@@ -141,6 +141,7 @@ class LiveEngine:
     backend = property(lambda self: self.scheduler.backend)
     windows = property(lambda self: self.scheduler.windows)
     skipped_windows = property(lambda self: self.scheduler.skipped_windows)
+    adaptations = property(lambda self: self.scheduler.adaptations)
     beats_sent = property(lambda self: self.playout.beats_sent)
     out = property(lambda self: self.playout.queue)
 
@@ -285,6 +286,9 @@ class LiveEngine:
                 parts += problems()
             except Exception as exc:
                 log.debug("output problems: %r", exc)
+        gave_up = self.scheduler.gave_up()
+        if gave_up:
+            parts.append(gave_up)
         fills = self.playout.recent_fills(5.0)
         if fills:
             parts.append("late windows: continued " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(fills.items()))
@@ -370,6 +374,9 @@ class LiveEngine:
         if self.recorder is not None:
             self.recorder.close({"stop_reason": self.stop_reason, "dropped": self.dropped, "windows": self.windows,
                                  "skipped_windows": self.skipped_windows, "beats": self.beats_sent,
+                                 "adaptations": self.adaptations,
+                                 "continued_s": {"audio": round(self.playout.audio.filled_s, 3),
+                                                 "poses": round(self.playout.poses.filled_s, 3)},
                                  "latency": self.stats.summary(),
                                  "control": self.control.counters() if self.control is not None else {}})
         if self.output is not None:

@@ -153,7 +153,7 @@ class ModelBackend:
         strength = spec.beat.music_step / BeatSpec().music_step
         label = f"model: {self.name}, {spec.steps} steps, guidance {spec.guidance:g}, beat {strength:g}"
         rate = 0.0 if self.mode == Mode.MOTION2MUSIC else float(self.rate)
-        return BackendInfo(f"model-{self.mode.value}", self.mode.value, label, False, self.sr, rate)
+        return BackendInfo(f"model-{self.mode.value}", self.mode.value, label, False, self.sr, rate, self.spec0.steps)
 
     # -- state -------------------------------------------------------------------------------
     def init_state(self) -> ModelBackendState:

@@ -47,12 +47,30 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class LoadConfig:
+    """The load ladder: when a window's processing takes more than ``high`` of the hop (smoothed), the
+    scheduler gives up one thing more, in order: beat guidance, half the sampler steps, one step, a twice
+    longer hop; after ``recover_s`` below ``low`` it takes one back.  Each change is reported."""
+
+    enabled: bool = True
+    high: float = 0.85
+    low: float = 0.45
+    recover_s: float = 8.0
+    smoothing: float = 0.4  # weight of the newest window in the load estimate
+    min_windows: int = 2  # windows between two steps up the ladder
+
+
+LADDER = ("as configured", "beat guidance off", "half the sampler steps", "one sampler step", "hop doubled")
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     realtime: bool = True
     grace_s: float = 0.15  # a window is cut at clock >= end + grace even if the input stalls
     max_lag_hops: float = 2.0
     stop_when_source_ends: bool = True
     sample_rate: int = DEFAULT_TIMEBASE.sample_rate
+    load: LoadConfig = field(default_factory=LoadConfig)
 
 
 class WindowScheduler:
@@ -74,6 +92,12 @@ class WindowScheduler:
         self.windows = 0
         self.skipped_windows = 0
         self._gen_frame = itertools.count()
+        self.load = 0.0  # smoothed processing time / hop
+        self.level = 0  # rung of LADDER in force
+        self.adaptations = 0  # ladder moves so far
+        self._level_window = 0  # window index of the last move
+        self._calm_since: float | None = None
+        self._base_hop: float | None = None  # the hop before the ladder doubled it
 
     # -- thread body ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -138,7 +162,7 @@ class WindowScheduler:
         w0 = time.monotonic()
         s = self.settings
         win = self.cut(t_start=t_end - s.window_s, t_end=t_end, hop_start=t_end - s.hop_s, index=self.windows,
-                       controls=dict(s.model_controls))
+                       controls=self._controls())
         m0 = time.monotonic()
         self.stats.add("window", (m0 - w0) * 1000.0)
         out, state = self.backend.step(win, state)
@@ -148,7 +172,53 @@ class WindowScheduler:
         self.windows += 1
         meta = {"wall": w0 - max(0.0, self.clock() - t_end)}  # e2e from the window's last input
         self._deliver(out, meta)
+        self._adapt((time.monotonic() - w0) / max(s.hop_s, 1e-3))
         return state
+
+    # -- the load ladder -----------------------------------------------------------------------------
+    def _controls(self) -> dict:
+        """The model controls of the next window, with what the load ladder gives up applied on top."""
+        from momu_live.bridge.grammar import BEAT_ADDR, STEPS_ADDR
+
+        c = dict(self.settings.model_controls)
+        if self.level >= 1:
+            c[BEAT_ADDR] = 0.0
+        steps = int(c.get(STEPS_ADDR, getattr(self.backend.info, "steps", 0) or 0)) if self.backend else 0
+        if steps and self.level >= 2:
+            c[STEPS_ADDR] = 1 if self.level >= 3 else max(1, steps // 2)
+        return c
+
+    def _adapt(self, ratio: float) -> None:
+        cfg = self.cfg.load
+        if not cfg.enabled or not self.cfg.realtime:
+            return
+        self.load = ratio if self.windows <= 1 else (1 - cfg.smoothing) * self.load + cfg.smoothing * ratio
+        now = self.clock()
+        if self.load > cfg.high and self.level < len(LADDER) - 1 and self.windows - self._level_window >= cfg.min_windows:
+            self._move(+1)
+        elif self.load < cfg.low and self.level > 0:
+            self._calm_since = now if self._calm_since is None else self._calm_since
+            if now - self._calm_since >= cfg.recover_s:
+                self._move(-1)
+        if self.load >= cfg.low:
+            self._calm_since = None
+
+    def _move(self, step: int) -> None:
+        old, self.level = self.level, self.level + step
+        if self.level == len(LADDER) - 1 and old < self.level:  # the last rung: a longer hop
+            self._base_hop = self.settings.hop_s
+            self.settings.hop_s = min(2 * self.settings.hop_s, self.settings.window_s)
+        elif old == len(LADDER) - 1 and self.level < old and self._base_hop is not None:
+            self.settings.hop_s, self._base_hop = self._base_hop, None
+        self.adaptations += 1
+        self._level_window = self.windows
+        self._calm_since = None
+        what = LADDER[self.level] if step > 0 else f"back to: {LADDER[self.level]}"
+        self.report(f"load {100 * self.load:.0f} % of the hop: {what}")
+
+    def gave_up(self) -> str:
+        """What the load ladder has given up now ("" at rung 0), for the status heartbeat."""
+        return "" if self.level == 0 else f"under load ({100 * self.load:.0f} %): " + ", ".join(LADDER[1:self.level + 1])
 
     def _deliver(self, out: BackendOutput, meta: dict) -> None:
         if out.audio is not None and len(out.audio):

@@ -50,6 +50,7 @@ class BackendInfo:
     passthrough: bool
     sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     pose_rate: float = 0.0  # generated pose frames per second (0: none)
+    steps: int = 0  # sampler steps per window as configured (0: not a sampler; the scheduler's load ladder uses it)
 
 
 class Backend(Protocol):
