@@ -68,12 +68,41 @@ def _finite_mask(joints: np.ndarray) -> np.ndarray:
     return np.isfinite(joints).all(axis=-1)  # (J,)
 
 
+# --------------------------------------------------------------------------------------------- time
+INT32_MAX = 2**31 - 1
+
+
+def time_args(t: float) -> list:
+    """Stream time (seconds since start) -> the wire pair ``[i time_s, f time_frac]``.
+
+    A float32 alone loses milliseconds after 4.7 hours (8 ms steps after a day, 62 ms after a week);
+    whole seconds as ``i`` (exact also in 32-bit-float hosts such as Pd or a CHOP up to 2**24 s = 194
+    days) plus the fraction in [0, 1) as ``f`` (resolution < 0.1 us) keep sub-millisecond resolution for
+    months, with tags every OSC host reads (no ``d``/``t``).  Non-finite -> ``[0, 0.0]``; clamped to int32.
+    """
+    t = float(t)
+    if not math.isfinite(t):
+        return [0, 0.0]
+    sec = math.floor(t)
+    frac = float(np.float32(t - sec))
+    if frac >= 1.0:  # 0.99999999 rounds to 1.0 in float32: carry
+        sec, frac = sec + 1, 0.0
+    if not (-INT32_MAX - 1 <= sec <= INT32_MAX):
+        return [INT32_MAX, 0.0] if sec > 0 else [-INT32_MAX - 1, 0.0]
+    return [int(sec), frac]
+
+
+def join_time(time_s, time_frac) -> float:
+    """The inverse of ``time_args`` for receivers: ``time_s + time_frac`` in float64 seconds."""
+    return float(time_s) + float(time_frac)
+
+
 # --------------------------------------------------------------------------------------------- pose
 def pose_frame_messages(frame: PoseFrame, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
     """One pose frame -> messages.
 
-    generic: ``<prefix>/pose/frame  i person, i frame, f time, f x0 y0 z0 x1 ...`` (one message per
-    person per frame) and, when any joint is uncertain or non-finite, ``<prefix>/pose/confidence
+    generic: ``<prefix>/pose/frame  i person, i frame, i time_s, f time_frac, f x0 y0 z0 x1 ...`` (one
+    message per person per frame; the time pair is ``time_args``) and, when any joint is uncertain or non-finite, ``<prefix>/pose/confidence
     i person, i frame, f c0 c1 ...``.  Generated poses use ``<prefix>/gen/pose/...``.
     joints: ``<prefix>/pose/<person>/<joint>/tx|ty|tz`` (one float each) and ``.../<person>/frame``.
     nodeosc: ``<prefix>/pose/<person>/<joint>  f x y z`` in Blender axes (``to_blender``).
@@ -88,7 +117,7 @@ def pose_frame_messages(frame: PoseFrame, style: str = "generic", prefix: str = 
     person, index = int(frame.person), int(frame.frame)
     if style in ("generic", "ableton"):
         flat = np.where(ok[:, None], joints, 0.0).astype(np.float32).reshape(-1)  # (J*3,)
-        msgs: list[Msg] = [(f"{obj}/frame", [person, index, float(frame.time), *flat.tolist()])]
+        msgs: list[Msg] = [(f"{obj}/frame", [person, index, *time_args(frame.time), *flat.tolist()])]
         conf = None if frame.confidence is None else np.asarray(frame.confidence, np.float32).reshape(-1)
         if conf is not None and conf.shape[0] != joints.shape[0]:
             conf = None
@@ -120,10 +149,14 @@ def joint_names_message(names: tuple[str, ...], prefix: str = PREFIX) -> Msg:
 def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
     """generic/nodeosc: ``<prefix>/beat  i index, f time, f bpm, f phase, i downbeat, s source``.
 
+    ``time`` is the beat's predicted stream time (it is published ``lead_s`` ahead, inside a bundle whose
+    timetag is that time: ``beat_timetag``); ``phase`` the beat's position in the bar, ``(index mod
+    meter) / meter`` (0 on the downbeat).
     joints: floats ``<prefix>/beat/index|time|bpm|phase|downbeat`` and ``<prefix>/beat/trigger 1.0``; the
-    router sends ``beat_release_messages`` (trigger 0.0) ``TRIGGER_RELEASE_S`` later, so a Trigger CHOP sees
-    a rising edge on every beat (``/momu/beat/index`` is the beat counter).
-    ableton: ``/live/song/set/tempo f bpm`` (AbletonOSC; the router sends it only when the tempo moves).
+    router sends ``beat_release_messages`` (trigger 0.0) ``TRIGGER_RELEASE_S`` after the beat, so a Trigger
+    CHOP sees a rising edge on every beat (``/momu/beat/index`` is the beat counter).
+    ableton: ``/live/song/set/tempo f bpm`` (AbletonOSC; the router sends it at most once a bar, on a
+    downbeat, when the tempo moved for a whole bar: ``router.ableton_tempo_step``).
     """
     bpm = float(beat.bpm)
     if style == "ableton":
@@ -141,6 +174,15 @@ def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> l
 TRIGGER_RELEASE_S = 0.05  # how long a beat trigger stays at 1.0 before it falls back to 0.0
 
 
+def beat_timetag(beat: Beat) -> int:
+    """The OSC bundle timetag of a beat: its ``due_unix`` as NTP (``IMMEDIATELY`` when it is due now)."""
+    from momu_live.bridge.osc import IMMEDIATELY, timetag_from_unix
+
+    if beat.due_unix is None or not math.isfinite(beat.due_unix):
+        return IMMEDIATELY
+    return timetag_from_unix(float(beat.due_unix))
+
+
 def beat_release_messages(style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
     """The trigger's fall back to 0 after a beat (joints style only; other styles carry no trigger)."""
     return [(f"{prefix}/beat/trigger", [0.0])] if style == "joints" else []
@@ -148,23 +190,27 @@ def beat_release_messages(style: str = "generic", prefix: str = PREFIX) -> list[
 
 # --------------------------------------------------------------------------------------------- status
 def status_messages(status: Status, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
-    """generic/nodeosc: ``<prefix>/status  f time, s mode, f fps, f bpm, i dropped, s message, then
-    (s stage, f ms) pairs`` - the heartbeat with per-stage latency in one message.
+    """generic/nodeosc: ``<prefix>/status  i time_s, f time_frac, s mode, f fps, f bpm, i dropped, s message,
+    then (s stage, f ms) pairs`` - the heartbeat with per-stage latency in one message.
 
-    joints: floats ``<prefix>/status/time|fps|bpm|dropped`` and ``<prefix>/status/latency/<stage>``.
+    joints: floats ``<prefix>/status/time_s|time_frac|time|fps|bpm|dropped`` and
+    ``<prefix>/status/latency/<stage>`` (``time_s`` whole seconds, exact in a CHOP's float32 for 194 days;
+    ``time`` the plain float seconds, kept for compatibility: coarse after hours).
     ableton: nothing (AbletonOSC has no use for it).
     """
     lat = [(str(k), float(v)) for k, v in status.latency_ms.items()]
     if style == "ableton":
         return []
     if style in ("generic", "nodeosc"):
-        args: list[Any] = [float(status.time), str(status.mode), float(status.fps), float(status.bpm),
+        args: list[Any] = [*time_args(status.time), str(status.mode), float(status.fps), float(status.bpm),
                            int(status.dropped), str(status.message)]
         for k, v in lat:
             args += [k, v]
         return [(f"{prefix}/status", args)]
     if style == "joints":
-        msgs = [(f"{prefix}/status/time", [float(status.time)]), (f"{prefix}/status/fps", [float(status.fps)]),
+        sec, frac = time_args(status.time)
+        msgs = [(f"{prefix}/status/time_s", [float(sec)]), (f"{prefix}/status/time_frac", [frac]),
+                (f"{prefix}/status/time", [float(status.time)]), (f"{prefix}/status/fps", [float(status.fps)]),
                 (f"{prefix}/status/bpm", [float(status.bpm)]), (f"{prefix}/status/dropped", [float(status.dropped)])]
         return msgs + [(f"{prefix}/status/latency/{k}", [v]) for k, v in lat]
     raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
@@ -172,7 +218,8 @@ def status_messages(status: Status, style: str = "generic", prefix: str = PREFIX
 
 # --------------------------------------------------------------------------------------------- audio
 def audio_messages(block: AudioBlock, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
-    """Generated-audio level per block: generic/nodeosc ``<prefix>/audio/level  f time, f rms, f peak``;
+    """Generated-audio level per block: generic/nodeosc ``<prefix>/audio/level  i time_s, f time_frac, f rms,
+    f peak``;
     joints ``<prefix>/audio/rms`` and ``<prefix>/audio/peak``.  (Audio itself goes to a device/WAV.)"""
     if style == "ableton":
         return []
@@ -181,7 +228,7 @@ def audio_messages(block: AudioBlock, style: str = "generic", prefix: str = PREF
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if style in ("generic", "nodeosc"):
-        return [(f"{prefix}/audio/level", [float(block.time), rms, peak])]
+        return [(f"{prefix}/audio/level", [*time_args(block.time), rms, peak])]
     if style == "joints":
         return [(f"{prefix}/audio/rms", [rms]), (f"{prefix}/audio/peak", [peak])]
     raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
@@ -269,6 +316,7 @@ class Control:
 STEPS_ADDR = "/momu/engine/set/steps"
 GUIDANCE_ADDR = "/momu/engine/set/guidance"
 BEAT_ADDR = "/momu/engine/set/beat"
+LOOKAHEAD_ADDR = "/momu/engine/set/lookahead"
 POSE_INPUT_ADDR = f"{PREFIX}/pose/frame"  # external pose frames for ``--source osc`` (same layout as the output)
 
 CONTROLS: tuple[ControlSpec, ...] = (
@@ -276,12 +324,19 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec(BEAT_ADDR, "float", "model", "beat-guidance strength onto the tracked tempo (1 default, 0 off)", 0.0, 10.0),
     ControlSpec("/momu/engine/set/mode", "mode", "mode", "generation mode (switched between two windows)", choices=MODES),
     ControlSpec(STEPS_ADDR, "int", "model", "sampler steps", 1, 1000),
+    ControlSpec(LOOKAHEAD_ADDR, "float", "model",
+                "motion2music: generate this far ahead of the dancer (0: off), so audio plays on time", 0.0, 5.0, unit="s"),
     ControlSpec("/momu/engine/set/hop", "float", "hop", "scheduler hop", 0.02, 30.0, unit="s"),
     ControlSpec("/momu/engine/set/window", "float", "window", "analysis window", 0.1, 60.0, unit="s"),
     ControlSpec("/momu/engine/stop", "none", "stop", "stop the engine (as SIGTERM)"),
     ControlSpec("/momu/transport/set/play", "bool", "play",
                 "transport play/stop (AbletonOSC start/stop with the ableton preset)"),
-    ControlSpec("/momu/tempo/set/bpm", "float", "bpm", "force the tracked tempo (tracking continues from it)", 20.0, 300.0),
+    ControlSpec("/momu/tempo/set/bpm", "float", "bpm",
+                "hold the beat clock at this tempo (20-300) until handed back; 0 hands it back to the tracker",
+                0.0, 300.0),
+    ControlSpec("/momu/tempo/set/follow", "bool", "follow",
+                "1: the beat clock follows the input again (ends a held tempo: OSC, MIDI clock in, Link); "
+                "0: hold the current tempo"),
     ControlSpec("/momu/output/set/gain", "float", "gain", "gain of generated audio (linear)", 0.0, 4.0),
 )
 CONTROL_SPECS: dict[str, ControlSpec] = {c.address: c for c in CONTROLS}

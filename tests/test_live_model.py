@@ -111,6 +111,50 @@ def test_motion2music_audio_is_contiguous_exact_and_seeded(pipeline):
     assert not hasattr(be, "state")  # continuation state lives in the returned state only
 
 
+def test_motion2music_lookahead_guesses_ahead_and_never_changes_the_real_stream(pipeline):
+    """Lookahead: audio up to ``lookahead_s`` beyond the newest pose, from the dance continued one beat ahead;
+    the real part of every window and the carried state are exactly those of a run without lookahead."""
+    from momu_live.live.continuity import AudioStitcher
+
+    wins = _dance_windows(seconds=5.0)
+    plain, st_plain = _run(ModelBackend("motion2music", pipeline, steps=2, seed=3, blend=1), wins)
+    be = ModelBackend("motion2music", pipeline, steps=2, seed=3, blend=1, lookahead_s=0.5)
+    assert "lookahead 0.5 s" in be.info.label
+    ahead, st = _run(be, wins)
+    assert st.fed == st_plain.fed and st.n_next == st_plain.n_next  # the guess never entered the state
+    for p, a, w in zip(plain, ahead, wins):
+        assert np.array_equal(a.audio[: len(p.audio)], p.audio) and a.audio_time == p.audio_time
+        if len(p.audio):
+            end_plain = p.audio_time + len(p.audio) / SR
+            end = a.audio_time + len(a.audio) / SR
+            assert end - end_plain >= 0.4 and end >= w.t_end + 0.3  # audio ahead of the newest pose
+            assert np.isfinite(a.audio).all() and np.sqrt(np.mean(a.audio[len(p.audio):] ** 2)) > 1e-3
+    # through the playout's stitcher the guesses are replaced where not yet played: one contiguous stream
+    sti, sent = AudioStitcher(SR), []
+    for a in ahead:
+        if len(a.audio):
+            from momu_live.bridge.events import AudioBlock
+
+            sent += sti.add(AudioBlock(a.audio, SR, a.audio_time))
+    for x, y in zip(sent, sent[1:]):
+        assert round(y.time * SR) == round(x.time * SR) + len(x.samples)
+    assert sti.filled_s == 0 and sti.trimmed_s > 0
+
+
+def test_extrapolated_dance_continues_from_the_last_pose_and_repeats_the_beat():
+    from momu_live.live.model_backend import extrapolate_poses
+
+    m = procedural_dance(bpm=120.0, seconds=4.0, fps=float(RATE))
+    h = m.joints.astype(np.float32)
+    period = int(round(float(RATE) * 0.5))
+    g = extrapolate_poses(h, 40, period)
+    assert g.shape == (40,) + h.shape[1:] and np.isfinite(g).all()
+    assert np.abs(g[0] - h[-1]).max() < np.abs(h[-1] - h[-1 - period // 2]).max() + 1e-6  # starts near the dancer
+    rel = g - g[:, :1] * np.array([1, 0, 1], np.float32)
+    assert np.allclose(rel[period:2 * period], rel[2 * period:3 * period], atol=1e-5)  # one beat, repeated
+    assert np.allclose(g[period:, 0, [0, 2]], h[-1, 0, [0, 2]], atol=1e-5)  # standing where the dancer stood
+
+
 def test_live_controls_change_steps_and_guidance(pipeline):
     be = ModelBackend("motion2music", pipeline, steps=4, guidance=3.5)
     wins = _dance_windows(seconds=3.5)

@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed of the generation model")
     p.add_argument("--beat-strength", type=float, default=1.0,
                    help="beat guidance onto the tracked / forced tempo (x the default step; 0: off; /momu/engine/set/beat)")
+    p.add_argument("--lookahead", type=float, default=0.5, metavar="S",
+                   help="motion2music: generate S seconds ahead of the dancer (the dance continued one beat at a time) "
+                        "so audio plays on time, not a window late; 0: off (/momu/engine/set/lookahead)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the model")
     p.add_argument("--audio-out", default=None, metavar="DEVICE", help="play generated audio on this output device")
@@ -87,6 +90,7 @@ def run(args) -> int:
         check_control("/momu/engine/set/steps", args.steps)
         check_control("/momu/engine/set/guidance", args.guidance)
         check_control("/momu/engine/set/beat", args.beat_strength)
+        check_control("/momu/engine/set/lookahead", args.lookahead)
     except GrammarError as exc:
         raise MomuError(f"{exc} (the same range as the OSC control; see momu live --help)") from None
     if args.hop > args.window:
@@ -102,7 +106,7 @@ def run(args) -> int:
     def backend_factory(m: str):
         return make_backend(m, "passthrough" if args.no_model else args.model, device=args.device,
                             steps=args.steps, guidance=args.guidance, seed=args.seed, threads=args.threads,
-                            beat=args.beat_strength)
+                            beat=args.beat_strength, lookahead=args.lookahead)
 
     backend = backend_factory(mode)
     control = ControlInput(args.listen, args.control_port)  # fails early (port taken) before devices open

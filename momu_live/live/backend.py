@@ -241,7 +241,7 @@ PASSTHROUGH = ("passthrough", "pass-through", "none")
 
 def make_backend(mode: str, model: str | None = None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, *, device: str = "cpu",
                  steps: int = 4, guidance: float = 3.5, seed: int = 0, threads: int | None = None,
-                 beat: float = 1.0) -> Backend:
+                 beat: float = 1.0, lookahead: float = 0.0) -> Backend:
     """The back-end for ``mode``.
 
     motion2music / music2motion / joint: the shipped MoMu-Diffusion model by default
@@ -257,6 +257,7 @@ def make_backend(mode: str, model: str | None = None, sample_rate: int = DEFAULT
         from momu_live.live.model_backend import load_model_backend
 
         return load_model_backend(mode, model or None, device=device, steps=steps, guidance=guidance, seed=seed,
+                                  lookahead=lookahead,
                                   threads=threads, beat=beat)
     if mode == "motion2music":
         return ClickBackend("motion2music", sample_rate, hum=True)

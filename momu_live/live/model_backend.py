@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from momu_live import MomuError
-from momu_live.bridge.grammar import BEAT_ADDR, GUIDANCE_ADDR, STEPS_ADDR
+from momu_live.bridge.grammar import BEAT_ADDR, GUIDANCE_ADDR, LOOKAHEAD_ADDR, STEPS_ADDR
 from momu_live.live.window import BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.audio import MelStreamState, mel_stream, mel_stream_init
 from momu_live.models.generation import SamplerSpec, StreamState, with_steps
@@ -84,6 +84,21 @@ def fill_invalid(poses: np.ndarray, valid: np.ndarray, last: np.ndarray | None) 
     return out, usable, None if last is None else np.array(last, np.float32)
 
 
+def extrapolate_poses(history: np.ndarray, n: int, period: int, root: int = 0) -> np.ndarray:
+    """The next ``n`` poses (n, J, 3) of a motion on a uniform grid, continued periodically: the last
+    ``period`` frames (one beat) repeat, relative to the root joint, with the root held where it is, and the
+    first repeated frame blended from the last real pose so the guess starts where the dancer is."""
+    h = np.asarray(history, np.float32)  # (H, J, 3)
+    period = int(min(max(2, period), len(h)))
+    cycle = h[-period:] - h[-period:, root:root + 1] * np.array([1, 0, 1], np.float32)  # (P, J, 3) root-relative in x/z
+    here = h[-1, root] * np.array([1, 0, 1], np.float32)  # (3,) hold the floor position
+    out = cycle[np.arange(n) % period] + here  # (n, J, 3)
+    k = min(n, max(1, period // 2))
+    w = ((np.arange(k) + 1) / (k + 1)).astype(np.float32)[:, None, None]  # (k, 1, 1) ease from the last pose
+    out[:k] = w * out[:k] + (1 - w) * h[-1]
+    return out.astype(np.float32)
+
+
 def interp_poses(times: np.ndarray, poses: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Poses (K, J, 3) at times ``t`` (K,), linear between samples (T, J, 3), held outside them."""
     T = len(times)
@@ -108,6 +123,7 @@ class ModelBackendState:
     absolute integers on the 22.05 kHz clock; fields marked with a mode are used by that mode only."""
 
     spec: SamplerSpec  # the sampler spec (live controls change it)
+    lookahead_s: float = 0.0  # motion2music: audio generated this far beyond the newest pose (live control)
     stream: StreamState | None = None  # models/generation.Pipeline stream
     out_samples: int = 0  # audio samples emitted since the stream start
     out_frames: int = 0  # generated motion frames emitted
@@ -117,6 +133,7 @@ class ModelBackendState:
     n0: int = 0  # first grid frame of the stream (audio sample 0 sits at n0 / motion_rate)
     n_next: int = 0  # next grid frame to resample
     pending: np.ndarray | None = None  # (r < 2, J, 3) resampled poses waiting for a whole latent
+    history: np.ndarray | None = None  # (H, J, 3) the last grid poses (the lookahead continues them)
     # music2motion / joint: the absolute sample grid
     s0: int = 0  # stream start sample (a multiple of 1024 / of one latent)
     in_next: int = 0  # music2motion: next input sample to take
@@ -129,7 +146,8 @@ class ModelBackend:
     """MoMu-Diffusion as a live back-end (see the module docstring); ``info.passthrough`` is False."""
 
     def __init__(self, mode: str, pipeline, steps: int = 4, guidance: float = 3.5, seed: int = 0, overlap: int = 8,
-                 blend: int = 1, name: str = "MoMu-Diffusion", max_gap_s: float = 1.0, beat: float = 1.0):
+                 blend: int = 1, name: str = "MoMu-Diffusion", max_gap_s: float = 1.0, beat: float = 1.0,
+                 lookahead_s: float = 0.0):
         try:
             m = Mode.parse(mode)
         except ValueError:
@@ -143,6 +161,9 @@ class ModelBackend:
         self.spec0.sigmas()  # validates steps
         self.seed, self.overlap, self.blend = int(seed), int(overlap), int(blend)
         self.name, self.max_gap_s = name, float(max_gap_s)
+        if not (0.0 <= lookahead_s <= 5.0):
+            raise MomuError(f"--lookahead {lookahead_s} s: use 0 (off) to 5 s")
+        self.lookahead_s = float(lookahead_s)
         self.sr = int(TB.sample_rate)
         self.rate = TB.motion_rate  # Fraction
         if m != Mode.MUSIC2MOTION and pipeline.vocoder is None:
@@ -152,12 +173,14 @@ class ModelBackend:
     def _info(self, spec: SamplerSpec) -> BackendInfo:
         strength = spec.beat.music_step / BeatSpec().music_step
         label = f"model: {self.name}, {spec.steps} steps, guidance {spec.guidance:g}, beat {strength:g}"
+        if self.lookahead_s and self.mode == Mode.MOTION2MUSIC:
+            label += f", lookahead {self.lookahead_s:g} s"
         rate = 0.0 if self.mode == Mode.MOTION2MUSIC else float(self.rate)
         return BackendInfo(f"model-{self.mode.value}", self.mode.value, label, False, self.sr, rate, self.spec0.steps)
 
     # -- state -------------------------------------------------------------------------------
     def init_state(self) -> ModelBackendState:
-        return ModelBackendState(spec=self.spec0)
+        return ModelBackendState(spec=self.spec0, lookahead_s=self.lookahead_s)
 
     def _start(self, state: ModelBackendState, **grid) -> ModelBackendState:
         """A fresh pipeline stream and output counters; ``grid``: the mode's start fields (n0, s0, ...)."""
@@ -170,6 +193,9 @@ class ModelBackend:
         new = with_steps(state.spec, c.get(STEPS_ADDR), c.get(GUIDANCE_ADDR))
         if BEAT_ADDR in c:
             new = replace(new, beat=BeatSpec().scaled(c[BEAT_ADDR]))
+        lookahead = float(c.get(LOOKAHEAD_ADDR, state.lookahead_s))
+        if lookahead != state.lookahead_s:
+            state = replace(state, lookahead_s=lookahead)
         if new == state.spec:
             return state
         self.info = self._info(new)  # display only (the status label); the spec itself lives in the state
@@ -230,9 +256,10 @@ class ModelBackend:
         grid = np.arange(state.n_next, n_last + 1, dtype=np.float64) * rate.denominator / rate.numerator  # (K,) n / rate
         new = interp_poses(times, poses, grid)  # (K, J, 3)
         buf = np.concatenate([state.pending, new])  # (r + K, J, 3)
+        hist = new if state.history is None else np.concatenate([state.history, new])
         per = TB.motion_per_latent
         use = (len(buf) // per) * per
-        state = replace(state, n_next=n_last + 1, pending=buf[use:])
+        state = replace(state, n_next=n_last + 1, pending=buf[use:], history=hist[-int(4 * float(rate)):])
         if use == 0:
             return self._silence(state), state
         grid = self._grid(w, state, state.n0 * rate.denominator / rate.numerator)
@@ -240,7 +267,29 @@ class ModelBackend:
         state = replace(state, stream=stream, fed=state.fed + use)
         wav, state, dec_ms = self._vocode(out.mel, state)
         t, state = self._audio_out(len(wav), state, state.n0 * SAMPLES_PER_FRAME)
+        if state.lookahead_s > 0:
+            ahead, ms = self._lookahead(w, state, grid)
+            wav, dec_ms = np.concatenate([wav, ahead]), dec_ms + ms
         return BackendOutput(audio=wav, audio_time=t, decode_ms=dec_ms), state
+
+    def _lookahead(self, w: LiveWindow, state: ModelBackendState, grid) -> tuple[np.ndarray, float]:
+        """Audio ``lookahead_s`` beyond the input, generated from the dancer's motion continued one beat period
+        at a time (``extrapolate_poses``), from a *copy* of the stream: the state carried on never sees the
+        guess, and the next window's real audio replaces the guess wherever it has not been played yet
+        (the playout trims what was), so the guess only ever covers the time the model cannot know yet."""
+        per = TB.motion_per_latent
+        rate = float(self.rate)
+        n_ahead = int(math.ceil(state.lookahead_s * rate / per)) * per - len(state.pending)
+        if n_ahead <= 0 or state.history is None or len(state.history) < 2:
+            return np.zeros(0, np.float32), 0.0
+        period = int(round(rate * 60.0 / w.bpm)) if w.bpm and 30.0 <= w.bpm <= 300.0 else int(round(rate))
+        guess = extrapolate_poses(state.history, n_ahead, max(2, period))  # (n_ahead, J, 3)
+        feed = np.concatenate([state.pending, guess])  # whole latents
+        out, stream = self.pipe.motion2music_step(feed, state.stream, state.spec, grid=grid, vocode=False)
+        fl, stream = self.pipe.flush(stream, vocode=False)  # the held-back (blend) latents of the guess too
+        mel = torch.cat([out.mel, fl.mel], dim=-1)  # (80, m)
+        wav, _, ms = self._vocode(mel, replace(state, stream=stream))
+        return wav, ms
 
     def flush(self, state: ModelBackendState) -> tuple[BackendOutput, ModelBackendState]:
         """End of a stream (motion2music): the latents held back for cross-fading and the vocoder's tail.
@@ -331,7 +380,7 @@ def _cached_pipeline(weights_dir: str | None, device: str):
 
 def load_model_backend(mode: str, weights_dir: str | None = None, device: str = "cpu", steps: int = 4,
                        guidance: float = 3.5, seed: int = 0, overlap: int = 8, blend: int = 1,
-                       threads: int | None = None, beat: float = 1.0) -> ModelBackend:
+                       threads: int | None = None, beat: float = 1.0, lookahead: float = 0.0) -> ModelBackend:
     """The shipped (or ``weights_dir``'s) model as a live back-end; loaded once per (folder, device)."""
     from pathlib import Path
 
@@ -359,7 +408,9 @@ def load_model_backend(mode: str, weights_dir: str | None = None, device: str = 
         size = read_checkpoint_json(dit_p, "dit").get("meta", {}).get("train_config", {}).get("size", size)
     except Exception:
         pass
-    return ModelBackend(mode, pipe, steps, guidance, seed, overlap, blend, name=f"MoMu-Diffusion {size}", beat=beat)
+    return ModelBackend(mode, pipe, steps, guidance, seed, overlap, blend, name=f"MoMu-Diffusion {size}", beat=beat,
+                        lookahead_s=lookahead)
 
 
-__all__ = ["ModelBackend", "ModelBackendState", "load_model_backend", "window_grid", "interp_poses", "fill_invalid"]
+__all__ = ["ModelBackend", "ModelBackendState", "load_model_backend", "window_grid", "interp_poses", "fill_invalid",
+           "extrapolate_poses"]

@@ -38,7 +38,7 @@ class Playout:
     def __init__(self, clock: Callable[[], float], stats: LatencyStats, report: Callable[[str], None],
                  output: Sink | None = None, recorder: Sink | None = None, queue_size: int = 1024,
                  realtime: bool = True, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, hop_s: Callable[[], float] = lambda: 0.5,
-                 continuity: ContinuityConfig | None = ContinuityConfig()):
+                 continuity: ContinuityConfig | None = ContinuityConfig(), audio_lead_s: float = 0.1):
         self.clock, self.stats, self.report = clock, stats, report
         self.output, self.recorder = output, recorder
         self.queue = DropQueue(queue_size)
@@ -51,6 +51,8 @@ class Playout:
         self._audio_lag: float | None = None  # typical (clock - stream end) when a real block arrives
         self._gen_frame = 0
         self.fills: deque = deque(maxlen=64)  # (monotonic, "audio"|"poses", seconds) of recent continuations
+        self.audio_lead_s = float(audio_lead_s)  # audio generated ahead goes out this long before its stream time
+        self._held: deque = deque()  # (block, meta) generated ahead of the clock, in stream order
 
     @property
     def dropped(self) -> int:
@@ -69,6 +71,8 @@ class Playout:
             timeout = 0.05
             if heap:
                 timeout = max(0.0, min(timeout, heap[0][0] + playout_s - self.clock()))
+            if self._held:
+                timeout = max(0.0, min(timeout, self._held[0][0].time - self.audio_lead_s - self.clock()))
             item = self.queue.get(timeout=timeout)
             if item is not None:
                 ev, meta = item
@@ -79,9 +83,12 @@ class Playout:
             while heap and (heap[0][0] + playout_s <= self.clock() or stop.is_set()):
                 _, _, ev, meta = heapq.heappop(heap)
                 self._route(ev, meta)
+            while self._held and (self._held[0][0].time - self.audio_lead_s <= self.clock() or stop.is_set()):
+                self.send(*self._held.popleft())
             if self.realtime and self.continuity is not None and not stop.is_set():
                 self._watchdog(playout_s, heap)
-            if item is None and stop.is_set() and upstream_done.is_set() and not heap and len(self.queue) == 0:
+            if (item is None and stop.is_set() and upstream_done.is_set() and not heap and not self._held
+                    and len(self.queue) == 0):
                 break
 
     # -- generated streams: continuity ------------------------------------------------------------
@@ -93,8 +100,11 @@ class Playout:
             blocks = self.audio.add(ev)
             lag = self.clock() - (ev.time + len(ev.samples) / ev.sample_rate)
             self._audio_lag = lag if self._audio_lag is None else 0.8 * self._audio_lag + 0.2 * lag
-            for b in blocks:
-                self.send(b, meta)
+            for b in blocks:  # audio generated ahead (lookahead) waits for its time; late audio goes at once
+                if self.realtime and (self._held or b.time - self.audio_lead_s > self.clock()):
+                    self._held.append((b, meta))
+                else:
+                    self.send(b, meta)
             return
         if isinstance(ev, PoseFrame) and ev.source == "generated":
             fr = self.poses.real(ev)
