@@ -3,7 +3,10 @@
 Stages, in the order a frame meets them: ``capture`` (camera/audio read), ``pose`` (MediaPipe),
 ``tempo`` (online beat tracking), ``window`` (cutting the analysis window), ``model`` (the back-end
 minus decoding), ``decode`` (vocoder / motion decoder), ``send`` (sinks), ``e2e`` (capture to sent),
-``e2e_gen`` (window's last input to generated output sent), ``e2e_wire`` (measured by a receiver).
+``e2e_gen`` (window's last input to generated output sent), ``e2e_wire`` (measured by a receiver),
+``audio_lag`` (engine clock minus the stream time of the first sample of each generated audio block when it
+goes out: how far generated audio trails the dancer before the device's own buffer; negative = early, e.g.
+held back by the lookahead until ``audio_lead_s`` before its time).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from collections import deque
 
 import numpy as np
 
-STAGES = ("capture", "pose", "tempo", "window", "model", "decode", "send", "e2e", "e2e_gen", "e2e_wire")
+STAGES = ("capture", "pose", "tempo", "window", "model", "decode", "send", "e2e", "e2e_gen", "e2e_wire", "audio_lag")
 
 
 class LatencyStats:

@@ -160,6 +160,8 @@ class Playout:
                 self.report(f"recording failed: {exc!r}")
         now = time.monotonic()
         self.stats.add("send", (now - s0) * 1000.0)
+        if isinstance(ev, AudioBlock):
+            self.stats.add("audio_lag", (self.clock() - float(ev.time)) * 1000.0)
         if isinstance(ev, Beat):
             self.beats_sent += 1
         if "wall" in meta and not isinstance(ev, Status):
