@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.models._librosa import librosa as _librosa
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class OnsetParams:
     """Pinned ``librosa.onset.onset_detect`` peak-picking parameters (frames of ``hop_length``)."""
 
     name: str
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     hop_length: int = 512
     wait: int = 1
     delta: float = 0.2
@@ -53,7 +55,7 @@ ONSET_PRESETS = {p.name: p for p in (LORIS, D2M_V1)}
 class BeatParams:
     """Pinned ``librosa.beat.beat_track`` parameters."""
 
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     hop_length: int = 512
     start_bpm: float = 120.0
     tightness: float = 100.0
@@ -119,16 +121,14 @@ def _prepare(wav: np.ndarray, sr: int, want_sr: int) -> np.ndarray:
 
 def onset_strength(wav: np.ndarray, sr: int, hop_length: int = 512) -> np.ndarray:
     """librosa onset strength envelope with its defaults pinned (see module docstring), (frames,)."""
-    import librosa
-
+    librosa = _librosa()
     return librosa.onset.onset_strength(y=wav, sr=sr, hop_length=hop_length, lag=1, max_size=1,
                                         detrend=False, center=True)
 
 
 def music_onsets(wav: np.ndarray, sr: int, params: OnsetParams | str = LORIS, envelope: np.ndarray | None = None) -> np.ndarray:
     """Onset times (s) with the pinned peak picking of ``params`` (``"loris"`` or ``"d2m_v1"``)."""
-    import librosa
-
+    librosa = _librosa()
     p = ONSET_PRESETS[params] if isinstance(params, str) else params
     x = _prepare(wav, sr, p.sample_rate)
     env = onset_strength(x, p.sample_rate, p.hop_length) if envelope is None else envelope
@@ -141,8 +141,7 @@ def music_onsets(wav: np.ndarray, sr: int, params: OnsetParams | str = LORIS, en
 
 def music_beats(wav: np.ndarray, sr: int, params: BeatParams = DEFAULT_BEATS, envelope: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """(tempo BPM, beat times (s)) from ``librosa.beat.beat_track`` with pinned parameters."""
-    import librosa
-
+    librosa = _librosa()
     x = _prepare(wav, sr, params.sample_rate)
     env = onset_strength(x, params.sample_rate, params.hop_length) if envelope is None else envelope
     tempo, frames = librosa.beat.beat_track(
@@ -165,7 +164,7 @@ def analyse_music(wav: np.ndarray, sr: int, beat_params: BeatParams = DEFAULT_BE
     return MusicRhythm(len(x) / LORIS.sample_rate, onsets, beats, tempo, params)
 
 
-def click_track(beat_times: np.ndarray, seconds: float, sr: int = 22050, freq: float = 1000.0, click_s: float = 0.03) -> np.ndarray:
+def click_track(beat_times: np.ndarray, seconds: float, sr: int = DEFAULT_TIMEBASE.sample_rate, freq: float = 1000.0, click_s: float = 0.03) -> np.ndarray:
     """A click track (N,) float32: a decaying ``freq`` Hz burst at every beat time (tests, demos)."""
     n = int(round(seconds * sr))
     out = np.zeros(n, dtype=np.float32)
@@ -189,8 +188,7 @@ def analyse_music_clips(wav: np.ndarray, sr: int, windows: list[tuple[float, flo
     come from one ``beat_track`` over the whole track (a stabler grid than per-clip tracking), cut to
     the clip.  Clip-relative times are accurate to half a hop (11.6 ms).
     """
-    import librosa
-
+    librosa = _librosa()
     x = _prepare(wav, sr, LORIS.sample_rate)
     sr0, hop = LORIS.sample_rate, LORIS.hop_length
     env = onset_strength(x, sr0, hop)  # (frames,)

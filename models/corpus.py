@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 # quarter-note tempo ranges per dance type (music21 counts quarters; reels etc. are written in eighths)
 DANCE_TEMPI: dict[str, tuple[float, float]] = {
@@ -108,16 +109,16 @@ def render_music21(out_dir: str | Path, max_tunes: int | None = 20, variants: in
                 mid = Path(td) / "tune.mid"
                 try:
                     tune_to_midi(path, mid, bpm=bpm, program=program, drums=drums)
-                    wav = render_midi(mid, 22050, sf2)
+                    wav = render_midi(mid, DEFAULT_TIMEBASE.sample_rate, sf2)
                 except MomuError:
                     raise
                 except Exception as exc:  # a tune music21 cannot parse: skip it, say so
                     print(f"skipped {Path(path).name}: {exc}")
                     break
                 name = f"m21_{Path(path).stem}_{v}.wav"
-                sf.write(str(wav_dir / name), wav, 22050, subtype="PCM_16")
+                sf.write(str(wav_dir / name), wav, DEFAULT_TIMEBASE.sample_rate, subtype="PCM_16")
                 entries.append(CorpusEntry(f"wav/{name}", "music21:ryansMammoth", Path(path).stem, dance, round(bpm, 1),
-                                           program, drums, round(len(wav) / 22050, 2)))
+                                           program, drums, round(len(wav) / DEFAULT_TIMEBASE.sample_rate, 2)))
     return entries
 
 
@@ -184,7 +185,7 @@ def convert_debian(out_dir: str | Path, fetch: bool = False, cache_dir: str | Pa
     wav_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for pkg, path in tqdm(debian_tracks(fetch, cache_dir), desc="debian", disable=not progress):
-        wav, sr = load_audio(path, 22050)
+        wav, sr = load_audio(path, DEFAULT_TIMEBASE.sample_rate)
         name = f"{pkg}_{path.stem}.wav"
         sf.write(str(wav_dir / name), wav, sr, subtype="PCM_16")
         entries.append(CorpusEntry(f"wav/{name}", f"debian:{pkg}", path.stem, "", 0.0, -1, False, round(len(wav) / sr, 2)))
@@ -230,5 +231,5 @@ def corpus_mels(out_dir: str | Path, progress: bool = True):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        wav, _ = load_audio(Path(out_dir) / r["file"], 22050)
+        wav, _ = load_audio(Path(out_dir) / r["file"], DEFAULT_TIMEBASE.sample_rate)
         yield r["file"], log_mel(torch.from_numpy(wav)).numpy().astype(np.float16)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 # Dances that share bit-identical motion stretches (DwM README): keep each group on one side of a split.
 DWM_SHARED_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -50,7 +51,7 @@ def dwm_ids(root: str | Path) -> list[str]:
         return [row["dance_id"] for row in csv.DictReader(f)]
 
 
-def load_dwm(root: str | Path, ids: list[str] | None = None, sample_rate: int = 22050, canonical: bool = True) -> list[DancePair]:
+def load_dwm(root: str | Path, ids: list[str] | None = None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, canonical: bool = True) -> list[DancePair]:
     """Load DwM-format dances; motion mapped to the canonical skeleton when ``canonical``."""
     from momu_live.models.audio import load_audio
     from momu_live.models.motion import Motion
@@ -197,7 +198,7 @@ def load_aist(
     root: str | Path,
     wav_dir: str | Path | None = None,
     ids: list[str] | None = None,
-    sample_rate: int = 22050,
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate,
     use_optim: bool = True,
     canonical: bool = True,
     fps: float = 60.0,
@@ -307,7 +308,7 @@ def cached_pose(video: str | Path, cache_dir: str | Path, model_complexity: int 
 
 
 def load_video_folder(
-    root: str | Path, cache_dir: str | Path | None = None, sample_rate: int = 22050, model_complexity: int = 1,
+    root: str | Path, cache_dir: str | Path | None = None, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, model_complexity: int = 1,
     max_gap_s: float = 0.5, progress: bool = True,
 ) -> list[DancePair]:
     """Every video in ``root`` as a DancePair: MediaPipe pose (cached in ``cache_dir``, default

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 FAMILY = "hifigan"
 LRELU_SLOPE = 0.1
@@ -40,7 +41,7 @@ class HiFiGANConfig:
     upsample_initial_channel: int = 512
     resblock_kernel_sizes: tuple = (3, 7, 11)
     resblock_dilation_sizes: tuple = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
 
 
 SIZES: dict[str, HiFiGANConfig] = {

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FAST_WEIGHTS = WEIGHTS_DIR / "vocoder_fast"
@@ -120,7 +121,7 @@ class FastVocoderConfig:
     lookahead: int = 1  # right-context frames of every conv (streaming latency)
     n_fft: int = 1024
     hop: int = 256
-    sample_rate: int = 22050
+    sample_rate: int = DEFAULT_TIMEBASE.sample_rate
     layer_scale: float = 0.125
     max_log_mag: float = 4.6  # exp(4.6) ~ 100, Vocos' magnitude clip
 
@@ -255,7 +256,7 @@ class Vocoder:
     """
 
     name = "vocoder"
-    sample_rate = 22050
+    sample_rate = DEFAULT_TIMEBASE.sample_rate
     hop = 256
     n_mels = 80
     latency_samples = 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 ASSETS = Path(__file__).parent / "assets"
 DEMO_MUSIC = ASSETS / "demo_music.flac"
@@ -84,7 +85,7 @@ def tune_to_midi(corpus_name: str, out_mid: Path, bpm: float, program: int = 21,
     return total_q * 60.0 / bpm
 
 
-def render_midi(mid_path: Path, sample_rate: int = 22050, soundfont: Path | None = None, tail_s: float = 1.5) -> np.ndarray:
+def render_midi(mid_path: Path, sample_rate: int = DEFAULT_TIMEBASE.sample_rate, soundfont: Path | None = None, tail_s: float = 1.5) -> np.ndarray:
     """Render a MIDI file to mono float32 with fluidsynth (no audio device needed).
 
     fluidsynth streams raw 16-bit stereo to a pipe and we read exactly the file's length plus a

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from momu_live import MomuError
+from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 
 def _ffmpeg() -> str:
@@ -68,7 +69,7 @@ def draw_frames(joints: np.ndarray, size: tuple[int, int] = (480, 480), fps: flo
         yield img
 
 
-def render_skeleton(joints: np.ndarray, fps, out: str | Path, wav: np.ndarray | None = None, sr: int = 22050,
+def render_skeleton(joints: np.ndarray, fps, out: str | Path, wav: np.ndarray | None = None, sr: int = DEFAULT_TIMEBASE.sample_rate,
                     size: tuple[int, int] = (480, 480), progress: bool = False) -> Path:
     """Canonical joints (T, 18, 3) at ``fps`` -> MP4 (with ``wav`` as soundtrack when given)."""
     from tqdm import tqdm

@@ -24,8 +24,9 @@ def _music(seconds=3.0, sr=SR, seed=0):
 
 def _librosa_reference(wav: np.ndarray, cfg=DEFAULT_MEL) -> np.ndarray:
     """HiFi-GAN meldataset.py recipe written with librosa/numpy in float64."""
-    import librosa
+    from momu_live.models._librosa import librosa as _librosa
 
+    librosa = _librosa()
     pad = (cfg.n_fft - cfg.hop_length) // 2
     y = np.pad(wav.astype(np.float64), (pad, pad), mode="reflect")
     S = librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window="hann",
@@ -37,8 +38,9 @@ def _librosa_reference(wav: np.ndarray, cfg=DEFAULT_MEL) -> np.ndarray:
 
 
 def test_filterbank_matches_librosa():
-    import librosa
+    from momu_live.models._librosa import librosa as _librosa
 
+    librosa = _librosa()
     for sr, n_fft, n_mels, fmax in [(22050, 1024, 80, 8000.0), (44100, 2048, 128, 22050.0), (16000, 512, 40, 7600.0)]:
         ours = mel_filterbank(sr, n_fft, n_mels, 0.0, fmax)
         ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=fmax, htk=False, norm="slaney")
@@ -69,6 +71,29 @@ def test_batch_matches_single_and_is_differentiable():
     x = torch.tensor(a, requires_grad=True)
     log_mel(x).mean().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_mel_equals_whole_log_mel_on_interior_frames(seed):
+    """``mel_stream`` fed random chunks (tiny ones too) == ``log_mel`` of the whole signal on interior frames."""
+    from momu_live.models.audio import mel_stream, mel_stream_init
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(SR, 3 * SR))
+    x = (0.3 * rng.standard_normal(n) + 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / SR)).astype(np.float32)
+    st, parts, i = mel_stream_init(), [], 0
+    while i < n:
+        k = int(rng.integers(1, 4000)) if rng.random() > 0.2 else int(rng.integers(1, 40))
+        m, st = mel_stream(x[i:i + k], st)
+        parts.append(m)
+        i += k
+    mel = torch.cat(parts, dim=-1)  # (80, F')
+    whole = log_mel(x)  # (80, n // 256)
+    # the stream has every frame whose right context (640 samples) has arrived
+    assert mel.shape[-1] == (n - 640) // 256 + 1 and mel.shape[-1] <= whole.shape[-1]
+    lo, hi = 2, mel.shape[-1]  # frames 0-1 reach before the signal start (log_mel reflect-pads them)
+    assert (mel[:, lo:hi] - whole[:, lo:hi]).abs().max().item() < 1e-4
+    assert st.frames == mel.shape[-1]
 
 
 def test_silence_and_bad_waveforms():

@@ -255,12 +255,10 @@ def test_video_folder_extracts_once_and_caches(dancer_video, tmp_path):
     assert np.abs(shifted.wav[: k - 2000]).max() == 0
 
 
-def test_cli_data_windows(dwm_dir, tmp_path):
-    import sys
-
+def test_cli_data_windows(dwm_dir, tmp_path, momu_cli):
     out = tmp_path / "clips.npz"
-    r = subprocess.run([sys.executable, "-m", "momu_live.cli", "data", "windows", "--data", str(dwm_dir), "--seconds", "3",
-                        "--hop", "1.5", "--out", str(out), "--plot", str(tmp_path / "c.png")], capture_output=True, text=True)
+    r = momu_cli("data", "windows", "--data", str(dwm_dir), "--seconds", "3", "--hop", "1.5", "--out", str(out),
+                 "--plot", str(tmp_path / "c.png"))
     assert r.returncode == 0, r.stderr
     with np.load(out, allow_pickle=False) as z:
         motion, wav, split, names = z["motion"], z["wav"], z["split"], z["names"]
@@ -271,6 +269,5 @@ def test_cli_data_windows(dwm_dir, tmp_path):
         # int16 audio of the fixture's 0.3-amplitude sine
         assert 0.25 < np.abs(wav).max() / 32767 < 0.35
     assert (tmp_path / "c.png").stat().st_size > 5000
-    r = subprocess.run([sys.executable, "-m", "momu_live.cli", "data", "windows", "--data", str(tmp_path / "none"),
-                        "--out", str(out)], capture_output=True, text=True)
+    r = momu_cli("data", "windows", "--data", str(tmp_path / "none"), "--out", str(out))
     assert r.returncode == 2 and "not a folder" in r.stderr

@@ -13,6 +13,7 @@ from momu_live.models.motion import load_motion
 
 
 def _momu(*args, **kw):
+    """The README's main job as a user runs it: its own process (the end-to-end check of `momu demo`)."""
     return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True, timeout=300, **kw)
 
 
@@ -42,12 +43,12 @@ def test_demo_writes_every_output_and_metrics(tmp_path):
     assert str(out) in r.stdout
 
 
-def test_demo_refuses_to_overwrite_and_bad_seconds(tmp_path):
+def test_demo_refuses_to_overwrite_and_bad_seconds(tmp_path, momu_cli):
     out = tmp_path / "d"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    r = _momu("demo", "--out", str(out))
+    r = momu_cli("demo", "--out", str(out))
     assert r.returncode == 2 and "--force" in r.stderr
-    r = _momu("demo", "--out", str(tmp_path / "e"), "--seconds", "0")
+    r = momu_cli("demo", "--out", str(tmp_path / "e"), "--seconds", "0")
     assert r.returncode == 2 and "--seconds" in r.stderr
     assert (out / "keep.txt").read_text() == "x"

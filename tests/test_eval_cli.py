@@ -1,10 +1,7 @@
-"""`momu eval beats` and `momu eval dataset` as a user runs them (subprocess, real files, synthetic data)."""
+"""`momu eval beats` and `momu eval dataset` as a user runs them (the CLI in-process, real files, synthetic data)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +13,6 @@ from momu_live.models.motion import synthetic_dance
 from momu_live.models.skeleton import JOINT_INDEX
 
 SR = 22050
-
-
-def momu(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +30,8 @@ def pair(tmp_path_factory):
     return d
 
 
-def test_eval_beats_json_is_one_object_with_every_metric(pair):
-    r = momu("eval", "beats", "--motion", str(pair / "dance.npz"), "--music", str(pair / "click.wav"), "--json")
+def test_eval_beats_json_is_one_object_with_every_metric(pair, momu_cli):
+    r = momu_cli("eval", "beats", "--motion", str(pair / "dance.npz"), "--music", str(pair / "click.wav"), "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)  # exactly one JSON object on stdout
     assert set(s) >= {"crop", "music", "motion", "binned", "beat_f", "bas", "coherence", "kinetic_features"}
@@ -52,8 +43,8 @@ def test_eval_beats_json_is_one_object_with_every_metric(pair):
     assert s["coherence"]["feet_speed_beat"]["z"] > 5  # the dancer steps on the clicks
 
 
-def test_eval_beats_crops_to_common_duration(pair):
-    r = momu("eval", "beats", "--motion", str(pair / "dance.npz"), "--music", str(pair / "click_long.wav"), "--json")
+def test_eval_beats_crops_to_common_duration(pair, momu_cli):
+    r = momu_cli("eval", "beats", "--motion", str(pair / "dance.npz"), "--music", str(pair / "click_long.wav"), "--json")
     assert r.returncode == 0, r.stderr
     c = json.loads(r.stdout)["crop"]
     assert c["cropped"] and c["scored_seconds"] == pytest.approx(12.0) and c["music_seconds"] == pytest.approx(15.0)
@@ -66,10 +57,10 @@ def test_eval_beats_crops_to_common_duration(pair):
     ("missing.npz", "click.wav", "not found"),
     ("dance.npz", "missing.wav", "not found"),
 ])
-def test_eval_beats_bad_input_exits_2_with_a_clear_message(pair, motion, music, msg):
+def test_eval_beats_bad_input_exits_2_with_a_clear_message(pair, motion, music, msg, momu_cli):
     import re
 
-    r = momu("eval", "beats", "--motion", str(pair / motion), "--music", str(pair / music), "--json")
+    r = momu_cli("eval", "beats", "--motion", str(pair / motion), "--music", str(pair / music), "--json")
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and re.search(msg, r.stderr), r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
@@ -107,11 +98,11 @@ def _write_dwm(root: Path, dances: list[tuple[str, str, float, float]]) -> None:
     (root / "index.csv").write_text("\n".join(rows) + "\n")
 
 
-def test_eval_dataset_gt_beats_shuffled_on_synthetic_pairs(tmp_path):
+def test_eval_dataset_gt_beats_shuffled_on_synthetic_pairs(tmp_path, momu_cli):
     data = tmp_path / "dwm"
     _write_dwm(data, [("D_A", "rumba", 120.0, 20.0), ("D_B", "rumba", 93.0, 20.0), ("D_C", "cha-cha", 104.0, 20.0)])
     out = tmp_path / "out"
-    r = momu("eval", "dataset", "--data", str(data), "--out", str(out), "--seconds-per-clip", "10")
+    r = momu_cli("eval", "dataset", "--data", str(data), "--out", str(out), "--seconds-per-clip", "10")
     assert r.returncode == 0, r.stderr
     assert "GT vs shuffled" in r.stdout and "coh_z[feet_speed_beat]" in r.stdout
     res = json.loads((out / "eval_dataset.json").read_text())
@@ -122,16 +113,16 @@ def test_eval_dataset_gt_beats_shuffled_on_synthetic_pairs(tmp_path):
     png = next(out.glob("beats_*.png"))
     assert png.stat().st_size > 20_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the music-beat cache is reused: a second run gives identical numbers
-    r2 = momu("eval", "dataset", "--data", str(data), "--out", str(out), "--seconds-per-clip", "10", "--json")
+    r2 = momu_cli("eval", "dataset", "--data", str(data), "--out", str(out), "--seconds-per-clip", "10", "--json")
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["summary"] == res["summary"]
 
 
-def test_eval_dataset_bad_folder(tmp_path):
-    r = momu("eval", "dataset", "--data", str(tmp_path / "nope"))
+def test_eval_dataset_bad_folder(tmp_path, momu_cli):
+    r = momu_cli("eval", "dataset", "--data", str(tmp_path / "nope"))
     assert r.returncode == 2 and "not a folder" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = momu("eval", "dataset", "--data", str(tmp_path / "empty"))
+    r = momu_cli("eval", "dataset", "--data", str(tmp_path / "empty"))
     assert r.returncode == 2 and "index.csv" in r.stderr
 
 

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +109,7 @@ def test_window_steps_chunked_equal_offline_windows(pipe, blend):
     rest, st = LatentSampler.flush(st)
     if blend:
         outs.append(rest)
-    assert torch.equal(torch.cat(outs, -1), whole) and st["frames"] == 37 and st["index"] == 4
+    assert torch.equal(torch.cat(outs, -1), whole) and st.frames == 37 and st.index == 4 and st.pending is None
 
 
 def test_cross_fade_blends_held_frames_with_their_regeneration(pipe):
@@ -122,13 +120,13 @@ def test_cross_fade_blends_held_frames_with_their_regeneration(pipe):
     spec = SamplerSpec(steps=2)
     st = LatentSampler.init_state(4, 1, 3)
     first, st = s.step("joint", None, st, spec, n_frames=10)
-    held, prev = st["pending"].clone(), st["prev"].clone()
+    held, prev = st.pending.clone(), st.prev.clone()
     assert first.shape[-1] == 7 and held.shape[-1] == 3 and torch.equal(prev, first[..., -4:])
     second, st = s.step("joint", None, st, spec, n_frames=10)
     regen = s.sample("joint", 4 + 3 + 10, None, window_seed(1, 1), spec, prefix=prev)[..., 4:7]
     w = torch.tensor([3, 2, 1]) / 4  # weight of the held estimate
     assert torch.allclose(second[..., :3], w * held + (1 - w) * regen, atol=1e-5)
-    assert second.shape[-1] == 10 and st["frames"] == 17
+    assert second.shape[-1] == 10 and st.frames == 17
 
 
 def test_live_motion2music_step_matches_offline_windowed(pipe):
@@ -142,8 +140,8 @@ def test_live_motion2music_step_matches_offline_windowed(pipe):
     lat, mels = [], []
     for a in range(0, n, 2 * k):
         out, st = pipe.motion2music_step(j[a:a + 2 * k], st, spec)
-        lat.append(out["latents"])
-        mels.append(out["mel"])
+        lat.append(out.latents)
+        mels.append(out.mel)
     live = torch.cat(lat, -1)
     assert live.shape[-1] == n // 2 - 2  # all but the 2 held-back frames
     assert torch.allclose(live, off["latents"][..., : live.shape[-1]], atol=1e-5)
@@ -157,23 +155,28 @@ def test_live_music2motion_and_joint_steps_continue_the_trajectory(pipe):
     mel = log_mel(torch.from_numpy(_wav(4.0)))
     k = 5
     n = mel.shape[-1] // (8 * k) * 8 * k
-    off = pipe.music2motion(_wav(4.0)[: n * 256], seed=2, spec=spec, window=k, overlap=3)
-    st = pipe.init_stream("music2motion", overlap=3, seed=2)
+    off = pipe.music2motion(_wav(4.0)[: n * 256], seed=2, spec=spec, window=k, overlap=3, blend=2)
+    st = pipe.init_stream("music2motion", overlap=3, seed=2, blend=2)
     js = []
     for a in range(0, n, 8 * k):
         out, st = pipe.music2motion_step(mel[:, a:a + 8 * k], st, spec)
-        js.append(out["joints"])
-    assert np.allclose(np.concatenate(js), off["joints"], atol=1e-3)
-    st = pipe.init_stream("joint", overlap=3, seed=1)
-    offj = pipe.joint(4 * k / float(TB.latent_rate) + 1e-6, seed=1, spec=spec, window=k, overlap=3)
+        js.append(out.joints)
+    out, st = pipe.flush(st)  # the 2 held-back latents
+    assert out.latents.shape[-1] == 2 and out.mel is None and len(out.joints) == 4
+    assert np.allclose(np.concatenate(js + [out.joints]), off["joints"], atol=1e-3)
+    st = pipe.init_stream("joint", overlap=3, seed=1, blend=1)
+    offj = pipe.joint(4 * k / float(TB.latent_rate) + 1e-6, seed=1, spec=spec, window=k, overlap=3, blend=1)
     parts = []
     for _ in range(4):
         out, st = pipe.joint_step(k, st, spec)
-        parts.append(out["joints"])
-    assert np.allclose(np.concatenate(parts), offj["joints"], atol=1e-3)
+        assert out.wav is None  # no vocoder in this pipeline
+        parts.append(out.joints)
+    out, st = pipe.flush(st)
+    assert out.latents.shape == (2, 4, 1) and out.mel.shape == (80, 8) and out.wav is None
+    assert np.allclose(np.concatenate(parts + [out.joints]), offj["joints"], atol=1e-3)
 
 
-# ---- CLI (subprocess) with debug weights
+# ---- CLI (in-process, tests/_cli.py) with debug weights
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     from momu_live.models.checkpoint import save_checkpoint
@@ -189,9 +192,9 @@ def weights(tmp_path_factory):
 
 
 def _momu(*args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "momu_live.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    from _cli import run_momu
+
+    return run_momu(*args, cwd=cwd)
 
 
 def test_cli_joint_and_music2motion(weights, tmp_path):
@@ -244,6 +247,79 @@ def test_cli_rejects_a_video_with_no_person(weights, tmp_path):
     r = _momu("generate", "motion2music", "--motion", p, "--out", tmp_path / "o.wav", "--weights", weights,
               "--no-progress", cwd=tmp_path)
     assert r.returncode == 2 and "no person" in r.stderr, r.stderr[-800:]
+
+
+def test_cli_output_names_follow_their_format(weights, tmp_path):
+    """An output named for another format is refused up front, naming the extensions that output is written as."""
+    save = tmp_path / "in.wav"
+    from momu_live.models.audio import save_wav
+
+    save_wav(save, _wav(2.0), TB.sample_rate)
+    np.savez(tmp_path / "d.npz", joints=_joints(3.0), fps=float(TB.motion_rate))
+    cases = [
+        (["motion2music", "--motion", tmp_path / "d.npz", "--out", tmp_path / "y.txt"], "--out", ".wav"),
+        (["motion2music", "--motion", tmp_path / "d.npz", "--out", tmp_path / "y.wav", "--mux", tmp_path / "v.wav"],
+         "--mux", ".mp4"),
+        (["music2motion", "--music", save, "--out", tmp_path / "y.txt"], "--out", ".npz"),
+        (["music2motion", "--music", save, "--out", tmp_path / "y.wav"], "--out", ".npz"),
+        (["music2motion", "--music", save, "--out", tmp_path / "y.npz", "--bvh", tmp_path / "y.fbx"], "--bvh", ".bvh"),
+        (["music2motion", "--music", save, "--out", tmp_path / "y.npz", "--render", tmp_path / "y.gif"], "--render", ".mp4"),
+    ]
+    for args, flag, ext in cases:
+        r = _momu("generate", *args, "--weights", weights, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {flag} ") and ext in r.stderr, (args, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "in.wav"]  # nothing written
+    (tmp_path / "file").write_text("x")
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "file", cwd=tmp_path)
+    assert r.returncode == 2 and "--out-dir" in r.stderr and "is a file" in r.stderr
+
+
+def test_cli_weights_folder_must_hold_a_model(weights, tmp_path):
+    """An empty --weights folder is an error naming the missing files, not a silent fallback to the shipped weights."""
+    import shutil
+
+    (tmp_path / "empty").mkdir()
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", tmp_path / "empty",
+              cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "j").exists()
+    assert "holds no model files" in r.stderr and "dit.safetensors + dit.json" in r.stderr
+    assert "vae.safetensors + vae.json" in r.stderr and "momu train diffusion" in r.stderr
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy(weights / "dit.safetensors", half)
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", half, cwd=tmp_path)
+    assert r.returncode == 2 and "dit.json is missing" in r.stderr
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", tmp_path / "nope",
+              cwd=tmp_path)
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+
+
+def test_cli_progress_only_on_a_terminal(weights, tmp_path):
+    """No progress bars when stderr is not a terminal: an error is the only thing on stderr; a terminal gets bars."""
+    import contextlib
+    import io
+
+    import soundfile as sf
+
+    from momu_live.cli import main
+
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), TB.sample_rate)
+    r = _momu("generate", "music2motion", "--music", tmp_path / "empty.wav", "--out", tmp_path / "o.npz",
+              "--weights", weights, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: ")
+    r = _momu("generate", "joint", "--seconds", 2, "--out-dir", tmp_path / "j", "--weights", weights, "--steps", 2,
+              "--no-render", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = main(["generate", "joint", "--seconds", "2", "--out-dir", str(tmp_path / "t"), "--weights", str(weights),
+                   "--steps", "2", "--no-render"])
+    assert rc == 0 and "joint (euler, 2 steps)" in err.getvalue() and "2/2" in err.getvalue()
 
 
 def test_bench_generate_json_rows(tmp_path):

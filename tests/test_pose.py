@@ -1,9 +1,6 @@
 """MediaPipe pose extraction on a real video, gap filling, and bad input through the real CLI."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -15,15 +12,11 @@ from momu_live.pose import PoseEstimator, fill_gaps, landmarks_to_canonical, vid
 SECONDS = 12.0  # >= 10 s of the real dancer video (~300 frames, ~8 s on 2 cores)
 
 
-def _momu(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def dancer_motion(dancer_video, tmp_path_factory):
+def dancer_motion(dancer_video, tmp_path_factory, momu_cli):
     out = tmp_path_factory.mktemp("pose") / "dancer.npz"
     png = out.with_suffix(".png")
-    r = _momu("pose", "--video", str(dancer_video), "--out", str(out), "--seconds", str(SECONDS), "--no-progress",
+    r = momu_cli("pose", "--video", str(dancer_video), "--out", str(out), "--seconds", str(SECONDS), "--no-progress",
               "--plot", str(png))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "detected in" in r.stdout
@@ -113,30 +106,30 @@ def test_estimator_survives_empty_frames_rejects_bad_shapes():
             est.process(np.zeros((4, 4, 3, 2), np.uint8), 0.08)
 
 
-def test_cli_bad_input(tmp_path):
+def test_cli_bad_input(tmp_path, momu_cli):
     bad = tmp_path / "bad.avi"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
-    r = _momu("pose", "--video", str(bad), "--out", str(tmp_path / "o.npz"))
+    r = momu_cli("pose", "--video", str(bad), "--out", str(tmp_path / "o.npz"))
     assert r.returncode == 2 and "cannot open video" in r.stderr
-    r = _momu("pose", "--video", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o.npz"))
+    r = momu_cli("pose", "--video", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o.npz"))
     assert r.returncode == 2 and "not found" in r.stderr
-    r = _momu("pose", "--video", str(bad), "--out", str(tmp_path / "o.txt"))
+    r = momu_cli("pose", "--video", str(bad), "--out", str(tmp_path / "o.txt"))
     assert r.returncode == 2 and ".npz" in r.stderr
-    r = _momu("pose", "--video", str(bad), "--out", str(tmp_path / "o.npz"), "--max-gap", "-1")
+    r = momu_cli("pose", "--video", str(bad), "--out", str(tmp_path / "o.npz"), "--max-gap", "-1")
     assert r.returncode == 2 and "--max-gap" in r.stderr
     assert not (tmp_path / "o.npz").exists()
 
 
-def test_task_file_errors(tmp_path, dancer_video):
+def test_task_file_errors(tmp_path, dancer_video, momu_cli):
     with pytest.raises(MomuError, match="not found"):
         PoseEstimator(task_file=tmp_path / "none.task")
     bogus = tmp_path / "bogus.task"
     bogus.write_bytes(np.random.default_rng(1).bytes(2048))
-    r = _momu("pose", "--video", str(dancer_video), "--out", str(tmp_path / "o.npz"), "--task-file", str(bogus))
+    r = momu_cli("pose", "--video", str(dancer_video), "--out", str(tmp_path / "o.npz"), "--task-file", str(bogus))
     assert r.returncode == 2 and "cannot load MediaPipe task file" in r.stderr
 
 
-def test_cli_black_video_reports_no_person(tmp_path):
+def test_cli_black_video_reports_no_person(tmp_path, momu_cli):
     import cv2
 
     path = tmp_path / "black.avi"
@@ -144,5 +137,5 @@ def test_cli_black_video_reports_no_person(tmp_path):
     for _ in range(10):
         w.write(np.zeros((64, 64, 3), np.uint8))
     w.release()
-    r = _momu("pose", "--video", str(path), "--out", str(tmp_path / "o.npz"), "--no-progress")
+    r = momu_cli("pose", "--video", str(path), "--out", str(tmp_path / "o.npz"), "--no-progress")
     assert r.returncode == 2 and "no person detected" in r.stderr

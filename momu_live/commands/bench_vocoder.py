@@ -167,13 +167,15 @@ def _plot(path, mel, mel_teacher, mel_student, res):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     titles = ("original", f"teacher: HiFi-GAN universal (mel L1 {res['mel_l1_hifigan']:.3f}, RTF {res['rtf_hifigan']:.3f})",
               f"student: fast iSTFT vocoder (mel L1 {res['mel_l1_fast']:.3f}, RTF {res['rtf_fast']:.4f})")
     for ax, m, t in zip(axes, (mel, mel_teacher, mel_student), titles):
         ax.imshow(m.numpy(), origin="lower", aspect="auto", vmin=-11.5, vmax=float(mel.max()), cmap="magma",
-                  extent=(0, m.shape[-1] * 256 / 22050, 0, m.shape[0]))
+                  extent=(0, m.shape[-1] * tb.hop_length / tb.sample_rate, 0, m.shape[0]))
         ax.set_title(t, fontsize=9)
         ax.set_ylabel("mel bin")
     axes[-1].set_xlabel("time (s)")

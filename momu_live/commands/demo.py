@@ -52,11 +52,12 @@ def _plot(path, panels) -> None:
 
     from momu_live.models.beats import onset_strength
     from momu_live.models.kinematics import feet_speed
+    from momu_live.models.timebase import DEFAULT_TIMEBASE
 
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
     for ax, (title, joints, fps, wav, sr, scores) in zip(axes[:, 0], panels):
         env = onset_strength(wav, sr)
-        t_env = np.arange(len(env)) * 512 / 22050
+        t_env = np.arange(len(env)) * 512 / DEFAULT_TIMEBASE.sample_rate
         fs = feet_speed(joints, fps)
         t_fs = np.arange(len(fs)) / fps
         ax.plot(t_env, env / (env.max() or 1), color="0.6", lw=0.8, label="music onset strength")

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from momu_live.models.audio import load_audio
     from momu_live.models.metrics import headline, score_pair
     from momu_live.models.motion import load_motion
+    from momu_live.models.timebase import DEFAULT_TIMEBASE
 
     motion = load_motion(args.motion)
-    wav, sr = load_audio(args.music, 22050)
+    wav, sr = load_audio(args.music, DEFAULT_TIMEBASE.sample_rate)
     scores = score_pair(motion, wav, sr, genre=args.genre, genre_prior=not args.no_genre_prior)
     scores["inputs"] = {"motion": str(args.motion), "music": str(args.music)}
     if args.json:

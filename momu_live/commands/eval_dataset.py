@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from momu_live.models import metrics as M
     from momu_live.models.beats import beat_params_for
     from momu_live.models.fad import fad_melstat
+    from momu_live.models.timebase import DEFAULT_TIMEBASE
 
     data, out = Path(args.data), Path(args.out)
     if not data.is_dir():
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "tempo": {p.name: music[i][0].tempo for i, p in enumerate(pairs)},
         "summary": summary, "loris_aggregates": loris, "music_vs_music_shuffled": mm_summary,
         "dance_coherence": dance_summary, "dance_coherence_rows": dance_coh, "distribution": dist,
-        "settings": {"bas_fps": M.BAS_FPS, "bas_sigma_frames": M.BAS_SIGMA_FRAMES, "sample_rate": 22050, "hop": 512,
+        "settings": {"bas_fps": M.BAS_FPS, "bas_sigma_frames": M.BAS_SIGMA_FRAMES, "sample_rate": DEFAULT_TIMEBASE.sample_rate, "hop": 512,
                      "music_params": music[0][0].params},
         "clips": [{**c, "gt": g, "shuffled": s} for c, g, s in zip(clip_info, rows_gt, rows_sh)],
     }

@@ -49,15 +49,10 @@ def register(subparsers) -> None:
 
 
 def frechet(a, b) -> float:
-    """Frechet distance between Gaussians fitted to row sets a (N, D) and b (M, D) (Heusel et al. 2017, eq. 6)."""
-    import numpy as np
-    from scipy import linalg
+    """Frechet distance between Gaussians fitted to row sets a (N, D) and b (M, D): models/fad.py ``frechet_between``."""
+    from momu_live.models.fad import frechet_between
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = np.real(linalg.sqrtm(s1 @ s2))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+    return frechet_between(a, b)
 
 
 def _f1(b) -> float:

@@ -76,7 +76,7 @@ def run(args) -> int:
     res["dances"] = [d.name for d in dances]
     # throughput: encode + decode of `seconds` of music and motion, CPU threads as given
     longest = max(dances, key=lambda d: d.n_latent)
-    n_lat = int(round(args.seconds * 22050 / 2048))  # latent frames in `seconds`
+    n_lat = int(round(args.seconds * DEFAULT_TIMEBASE.sample_rate / DEFAULT_TIMEBASE.samples_per_latent))  # latent frames in `seconds`
     reps = -(-n_lat // longest.n_latent)
     mel = torch.from_numpy(np.tile(longest.mel.astype(np.float32), (1, reps))[:, : 8 * n_lat])[None].to(args.device)
     joints = torch.from_numpy(np.tile(longest.motion.astype(np.float32), (reps, 1, 1))[: 2 * n_lat])[None].to(args.device)

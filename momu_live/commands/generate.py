@@ -2,6 +2,15 @@
 from __future__ import annotations
 
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+# What each output flag writes, and the file names it accepts (the format follows the flag, not the name).
+OUT_EXT = {
+    "--out motion2music": (".wav",),  # 16-bit PCM WAV
+    "--out music2motion": (".npz",),  # motion .npz
+    "--mux": (".mp4", ".mkv", ".mov"),  # H.264 + AAC
+    "--render": (".mp4", ".mkv", ".mov"),
+    "--bvh": (".bvh",),
+}
+WEIGHT_FILES = ("vae", "dit")  # NAME.safetensors + NAME.json in a --weights folder
 
 
 def _common(p) -> None:
@@ -12,7 +21,8 @@ def _common(p) -> None:
     p.add_argument("--seconds", type=float, default=None, help="length (joint: required; others: crop the input)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--weights", default=None, help="folder with dit/vae weights (default: shipped models/weights)")
+    p.add_argument("--weights", default=None,
+                   help="folder with dit and/or vae .safetensors + .json (the other one: shipped models/weights)")
     p.add_argument("--vocoder", default="fast", help="fast (default), hifigan or griffinlim")
     p.add_argument("--window", type=int, default=0, help="generate in live windows of N latent frames (0: one pass)")
     p.add_argument("--overlap", type=int, default=4, help="window: inpainted prefix frames with --window")
@@ -25,7 +35,7 @@ def _common(p) -> None:
     p.add_argument("--meter", type=int, default=None, help="beats per bar of the grid (default: 3 for waltz, else 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (none either when stderr is not a terminal)")
 
 
 def register(subparsers) -> None:
@@ -61,6 +71,51 @@ def _check_out(paths, force: bool) -> None:
     for q in paths:
         if q is not None and Path(q).exists() and not force:
             raise MomuError(f"{q} exists; pass --force to overwrite it")
+
+
+def _check_ext(flag: str, path) -> None:
+    """``path`` of output ``flag`` (a key of OUT_EXT) must carry one of the extensions that output is written as."""
+    from pathlib import Path
+
+    from momu_live import MomuError
+
+    allowed = OUT_EXT[flag]
+    if path is not None and Path(path).suffix.lower() not in allowed:
+        name = flag.split()[0]
+        raise MomuError(f"{name} {path}: this output is written as {' or '.join(allowed)}; "
+                        f"name it e.g. {Path(path).with_suffix(allowed[0]).name}")
+
+
+def check_weights_dir(weights) -> None:
+    """A ``--weights`` folder must hold at least one complete model (NAME.safetensors + NAME.json) and no half one.
+
+    Models it lacks come from the shipped weights (a DiT trained on the shipped VAE's latents is a
+    complete ``--weights`` folder); an empty or unrelated folder is an error, not a silent fallback.
+    """
+    from pathlib import Path
+
+    from momu_live import MomuError
+
+    if weights is None:
+        return
+    wd = Path(weights)
+    if not wd.is_dir():
+        raise MomuError(f"--weights {wd} is not a folder; pass the folder `momu train diffusion --out` wrote, "
+                        "or leave out --weights for the shipped weights")
+    found = []
+    for name in WEIGHT_FILES:
+        have = [wd / f"{name}{ext}" for ext in (".safetensors", ".json") if (wd / f"{name}{ext}").exists()]
+        if len(have) == 1:
+            other = have[0].with_suffix(".json" if have[0].suffix == ".safetensors" else ".safetensors")
+            raise MomuError(f"--weights {wd}: {have[0].name} is there but {other.name} is missing; a model is "
+                            f"{name}.safetensors + {name}.json: copy both from where it was trained")
+        if have:
+            found.append(name)
+    if not found:
+        want = ", ".join(f"{n}.safetensors + {n}.json" for n in WEIGHT_FILES)
+        raise MomuError(f"--weights {wd} holds no model files (missing {want}); train them with "
+                        "`momu train diffusion --out DIR` (and `momu train vae --out DIR`), "
+                        "or leave out --weights for the shipped weights")
 
 
 def load_motion_input(path, seconds=None, progress: bool = True):
@@ -131,19 +186,18 @@ def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: flo
 
 
 def run(args) -> int:
-    import json
     import logging
+    import sys
     from pathlib import Path
 
-    import numpy as np
     import torch
-    from tqdm import tqdm
 
     from momu_live import MomuError
     from momu_live.models.generation import SamplerSpec
-    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
 
     log = logging.getLogger("momu.generate")
+    # progress bars only for a person watching: never into a log file or a pipe (they would frame errors)
+    progress = not args.no_progress and bool(getattr(sys.stderr, "isatty", lambda: False)())
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.steps < 1:
@@ -153,14 +207,22 @@ def run(args) -> int:
     if args.window < 0 or args.overlap < 0 or args.blend < 0:
         raise MomuError("--window, --overlap and --blend must be >= 0")
     if args.task == "motion2music":
+        _check_ext("--out motion2music", args.out)
+        _check_ext("--mux", args.mux)
         _check_out([args.out, args.mux], args.force)
     elif args.task == "music2motion":
+        _check_ext("--out music2motion", args.out)
+        _check_ext("--render", args.render)
+        _check_ext("--bvh", args.bvh)
         _check_out([args.out, args.render, args.bvh], args.force)
     else:
         if args.seconds is None:
             raise MomuError("joint generation needs --seconds S (a positive length)")
         od = Path(args.out_dir)
+        if od.exists() and not od.is_dir():
+            raise MomuError(f"--out-dir {od} is a file; pass a folder (music.wav, motion.npz, dance.mp4 go there)")
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
+    check_weights_dir(args.weights)
     from momu_live.models.guidance import BeatSpec
 
     spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
@@ -173,13 +235,43 @@ def run(args) -> int:
     from momu_live.models.pretrained import load_pipeline
 
     pipe = load_pipeline(args.weights, args.device, vocoder=args.vocoder)
-    bar = tqdm(total=None, desc=f"{args.task} ({spec.sampler}, {spec.steps} steps)", disable=args.no_progress)
+    bar = _StepBar(f"{args.task} ({spec.sampler}, {spec.steps} steps)", progress)
+    try:
+        return _generate(args, pipe, spec, bar, progress, log)
+    finally:
+        bar.close()
 
-    def cb(i, n):
-        bar.total = n
-        bar.update(1)
 
-    win = dict(window=args.window or None, overlap=args.overlap, blend=args.blend, callback=cb)
+class _StepBar:
+    """The sampling steps' progress bar (the sampler's callback): opened at the first step, only when wanted."""
+
+    def __init__(self, desc: str, enabled: bool):
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def __call__(self, i: int, n: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.desc)
+        self.bar.total = n
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.enabled = False  # after sampling, nothing re-opens it
+
+
+def _generate(args, pipe, spec, bar: _StepBar, progress: bool, log) -> int:
+    import json
+    from pathlib import Path
+
+    from momu_live import MomuError
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
+    win = dict(window=args.window or None, overlap=args.overlap, blend=args.blend, callback=bar)
     meta = {"task": args.task, "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": args.seed,
             "window": args.window, "overlap": args.overlap, "blend": args.blend, "vocoder": getattr(pipe.vocoder, "name", None)}
     from momu_live.models.audio import save_wav
@@ -187,7 +279,7 @@ def run(args) -> int:
 
     fps = float(tb.motion_rate)
     if args.task == "motion2music":
-        joints = load_motion_input(args.motion, args.seconds, progress=not args.no_progress)
+        joints = load_motion_input(args.motion, args.seconds, progress=progress)
         grid = _report_grid(choose_grid(args, joints=joints), meta)
         res = pipe.motion2music(joints, args.seed, spec, grid=grid, **win)
         bar.close()
@@ -201,7 +293,7 @@ def run(args) -> int:
             if src.suffix.lower() in VIDEO_EXT:
                 mux_audio(src, wav, tb.sample_rate, args.mux)
             else:
-                render_skeleton(joints, tb.motion_rate, args.mux, wav, tb.sample_rate, progress=not args.no_progress)
+                render_skeleton(joints, tb.motion_rate, args.mux, wav, tb.sample_rate, progress=progress)
             print(f"video: {args.mux}")
     elif args.task == "music2motion":
         from momu_live.models.audio import load_audio
@@ -225,7 +317,7 @@ def run(args) -> int:
             from momu_live.render import render_skeleton
 
             render_skeleton(res["joints"], tb.motion_rate, args.render, wav[: len(res["joints"]) * 1024], sr,
-                            progress=not args.no_progress)
+                            progress=progress)
             print(f"video: {args.render}")
         if args.bvh:
             from momu_live.models.bvh import export_bvh
@@ -248,7 +340,7 @@ def run(args) -> int:
             from momu_live.render import render_skeleton
 
             render_skeleton(res["joints"], tb.motion_rate, od / "dance.mp4", wav, tb.sample_rate,
-                            progress=not args.no_progress)
+                            progress=progress)
             print(f"video: {od / 'dance.mp4'}")
     log.debug("done: %s", meta)
     return 0
