@@ -34,17 +34,51 @@ def load_dit(path=None, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder: str | None = "fast"):
-    """VAE + DiT + vocoder from ``weights_dir`` (files missing there are taken from models/weights/)."""
+WEIGHT_FILES = ("vae", "dit")  # NAME.safetensors + NAME.json in a weights folder
+
+
+def check_weights_dir(weights, flag: str = "--weights") -> None:
+    """A weights folder must hold at least one complete model (NAME.safetensors + NAME.json) and no half one.
+
+    Models it lacks come from the shipped weights (a DiT trained on the shipped VAE's latents is a
+    complete folder); an empty or unrelated folder is an error naming ``flag``, never a silent fallback.
+    """
+    if weights is None:
+        return
+    wd = Path(weights)
+    if not wd.is_dir():
+        raise MomuError(f"{flag} {wd} is not a folder; pass the folder `momu train diffusion --out` wrote, "
+                        f"or leave out {flag} for the shipped weights")
+    found = []
+    for name in WEIGHT_FILES:
+        have = [wd / f"{name}{ext}" for ext in (".safetensors", ".json") if (wd / f"{name}{ext}").exists()]
+        if len(have) == 1:
+            other = have[0].with_suffix(".json" if have[0].suffix == ".safetensors" else ".safetensors")
+            raise MomuError(f"{flag} {wd}: {have[0].name} is there but {other.name} is missing; a model is "
+                            f"{name}.safetensors + {name}.json: copy both from where it was trained")
+        if have:
+            found.append(name)
+    if not found:
+        want = ", ".join(f"{n}.safetensors + {n}.json" for n in WEIGHT_FILES)
+        raise MomuError(f"{flag} {wd} holds no model files (missing {want}); train them with "
+                        "`momu train diffusion --out DIR` (and `momu train vae --out DIR`), "
+                        f"or leave out {flag} for the shipped weights")
+
+
+def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder: str | None = "fast",
+                  flag: str = "--weights"):
+    """VAE + DiT + vocoder from ``weights_dir`` (files missing there are taken from models/weights/).
+
+    ``weights_dir`` is checked first (``check_weights_dir``): an empty or half-filled folder is an error
+    that names ``flag`` (the CLI option the user gave it with)."""
     from momu_live.models.generation import Pipeline
     from momu_live.models.vae import load_bicor_vae
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MomuError("--device cuda asked but CUDA is not available here; use --device cpu")
+    check_weights_dir(weights_dir, flag)
     wd = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    if weights_dir and not wd.is_dir():
-        raise MomuError(f"--weights {wd} is not a folder")
 
     def pick(name: str) -> Path:
         p = wd / name

@@ -1,9 +1,11 @@
 """``momu bench live``: latency per stage and end to end, memory over time and drops of the live engine.
 
 Runs the real engine on a video paced as a camera (default 30 fps) into a real UDP OSC receiver and
-prints median / p95 per stage (capture, pose, window, model, decode, send, e2e), RSS over time with
-its slope, CPU use and every drop counter.  ``--json`` prints the same as JSON, ``--plot`` writes a
-PNG of latency and RSS over time.
+prints median / p95 per stage (capture, pose, window, model, decode, send, e2e, audio_lag), RSS over time
+with its slope, CPU use, every drop counter, and continuity: the longest hole in the generated audio (as
+recorded on the stream clock), the longest pause between generated pose frames sent, the load-ladder moves
+and the seconds the playout had to continue.  ``--hog N`` runs N real CPU-burning processes beside it
+(a loaded machine).  ``--json`` prints the same as JSON, ``--plot`` writes a PNG of latency and RSS over time.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 
 from momu_live import MomuError
+from momu_live.modes import MODES
 
 
 def _default_video() -> Path | None:
@@ -24,13 +27,16 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("--source", default=None, help="video:PATH (default: ../shared/fixtures/dancer.avi), or any "
                                                   "momu live source")
-    p.add_argument("--mode", default="motion2music", choices=["motion2music", "music2motion", "joint", "beats"])
+    p.add_argument("--mode", default="motion2music", choices=MODES,
+                   help="music2motion defaults to the bundled demo music as the source, joint to no source")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to run (the video loops)")
     p.add_argument("--fps", type=float, default=30.0, help="pace the video at this input rate")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--model", default=None, help="weights folder, or 'passthrough' (default: the shipped model)")
     p.add_argument("--steps", type=int, default=4, help="sampling steps of the model")
     p.add_argument("--beat-strength", type=float, default=1.0, help="beat guidance of the model (0: off)")
+    p.add_argument("--lookahead", type=float, default=0.5, help="motion2music lookahead (s; 0: off)")
+    p.add_argument("--hog", type=int, default=0, metavar="N", help="N CPU-burning processes run beside the engine")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the statistics")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", default=None, metavar="PNG", help="write latency and RSS over time to this PNG")
@@ -54,7 +60,11 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     spec = args.source
-    if spec is None:
+    if spec is None and args.mode == "music2motion":
+        spec = f"file:{Path(__file__).resolve().parents[1] / 'assets' / 'demo_music.flac'}"
+    elif spec is None and args.mode == "joint":
+        spec = "none"
+    elif spec is None:
         v = _default_video()
         if v is None:
             raise MomuError("no default video (../shared/fixtures/dancer.avi); pass --source video:PATH")
@@ -71,15 +81,23 @@ def run(args) -> int:
             eng.stats.add("e2e_wire", (arrival - w) * 1000.0)
 
     mon = OscMonitor(keep=False, on_pose=on_pose)
-    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, make_backend(args.mode, args.model, steps=args.steps, threads=args.threads,
-                                                                                                beat=args.beat_strength),
-                        make_output(None, "127.0.0.1", mon.port))
+    tap = _GeneratedTap()
+    backend = make_backend(args.mode, args.model, steps=args.steps, threads=args.threads, beat=args.beat_strength,
+                           lookahead=args.lookahead)
+    engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, backend,
+                        make_output(None, "127.0.0.1", mon.port, sinks=[tap]))
     box["engine"] = engine
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    w0 = time.monotonic()
-    engine.run(duration=args.seconds)
-    wall = time.monotonic() - w0
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    hogs = _start_hogs(args.hog)
+    try:
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        w0 = time.monotonic()
+        engine.run(duration=args.seconds)
+        wall = time.monotonic() - w0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
     time.sleep(0.2)
     mon.close()
     since = w0 + args.warmup
@@ -100,7 +118,10 @@ def run(args) -> int:
                    "received_by_osc_peer": received},
         "drops": {"source": source.stats.dropped, "output_queue": engine.out.dropped,
                   "skipped_windows": engine.skipped_windows, "total": engine.dropped},
-        "windows": engine.windows, "beats": engine.beats_sent,
+        "windows": engine.windows, "beats": engine.beats_sent, "hogs": args.hog,
+        "continuity": {**tap.summary(args.warmup), "adaptations": engine.adaptations,
+                       "continued_audio_s": round(engine.playout.audio.filled_s, 3),
+                       "continued_poses_s": round(engine.playout.poses.filled_s, 3)},
         "rss_series": [[round(float(t), 2), round(float(m), 2)] for t, m in engine.rss],
     }
     if args.plot:
@@ -125,8 +146,61 @@ def run(args) -> int:
     con.print(f"RSS MiB: start {r['start']} end {r['end']} max {r['max']} slope {r['slope_mb_per_min']:+.2f} MiB/min; "
               f"CPU {res['cpu_cores_used']:.2f} cores")
     con.print(f"frames {res['frames']}; drops {res['drops']}; windows {res['windows']}; beats {res['beats']}")
+    con.print(f"continuity: {res['continuity']}")
     con.print(f"back-end: {res['backend']}")
     return 0
+
+
+class _GeneratedTap:
+    """A sink that keeps the generated streams' shape: audio on the stream clock (a silence/hole detector)
+    and the send times of generated pose frames (a frozen-avatar detector)."""
+
+    def __init__(self):
+        self.audio: list = []  # (stream time, samples) of generated audio blocks
+        self.sr = 0
+        self.pose_sent: list[float] = []  # monotonic send times of generated pose frames
+
+    def emit(self, ev) -> None:
+        import time
+
+        from momu_live.bridge.events import AudioBlock, PoseFrame
+
+        if isinstance(ev, AudioBlock):
+            self.sr = ev.sample_rate
+            self.audio.append((float(ev.time), ev.samples))
+        elif isinstance(ev, PoseFrame) and ev.source == "generated":
+            self.pose_sent.append(time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+    def summary(self, warmup_s: float) -> dict:
+        import numpy as np
+
+        out: dict = {}
+        if self.audio and self.sr:
+            t0 = self.audio[0][0]
+            n = int(round((self.audio[-1][0] + len(self.audio[-1][1]) / self.sr - t0) * self.sr))
+            y = np.zeros(n, np.float32)  # the generated stream on its clock; holes stay 0
+            for t, x in self.audio:
+                i = int(round((t - t0) * self.sr))
+                y[i:i + len(x)] = x[: max(0, n - i)]
+            y = y[int(warmup_s * self.sr):]
+            loud = np.flatnonzero(np.abs(y) > 1e-4)
+            hole = float(np.diff(loud).max() - 1) / self.sr if len(loud) > 1 else float(len(y)) / self.sr
+            out.update(audio_seconds=round(n / self.sr, 2), longest_audio_hole_ms=round(1000 * hole, 1))
+        if len(self.pose_sent) > 1:
+            w = np.diff(np.asarray(self.pose_sent)[int(len(self.pose_sent) * 0.1):])
+            out.update(generated_poses=len(self.pose_sent), longest_pose_pause_ms=round(1000 * float(w.max()), 1))
+        return out
+
+
+def _start_hogs(n: int) -> list:
+    """``n`` real CPU-burning child processes (a loaded machine), killed by the caller."""
+    import subprocess
+    import sys
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(0, n))]
 
 
 def _plot(engine, w0: float, res: dict, path: str) -> None:

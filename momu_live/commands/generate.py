@@ -10,7 +10,6 @@ OUT_EXT = {
     "--render": (".mp4", ".mkv", ".mov"),
     "--bvh": (".bvh",),
 }
-WEIGHT_FILES = ("vae", "dit")  # NAME.safetensors + NAME.json in a --weights folder
 
 
 def _common(p) -> None:
@@ -84,38 +83,6 @@ def _check_ext(flag: str, path) -> None:
         name = flag.split()[0]
         raise MomuError(f"{name} {path}: this output is written as {' or '.join(allowed)}; "
                         f"name it e.g. {Path(path).with_suffix(allowed[0]).name}")
-
-
-def check_weights_dir(weights) -> None:
-    """A ``--weights`` folder must hold at least one complete model (NAME.safetensors + NAME.json) and no half one.
-
-    Models it lacks come from the shipped weights (a DiT trained on the shipped VAE's latents is a
-    complete ``--weights`` folder); an empty or unrelated folder is an error, not a silent fallback.
-    """
-    from pathlib import Path
-
-    from momu_live import MomuError
-
-    if weights is None:
-        return
-    wd = Path(weights)
-    if not wd.is_dir():
-        raise MomuError(f"--weights {wd} is not a folder; pass the folder `momu train diffusion --out` wrote, "
-                        "or leave out --weights for the shipped weights")
-    found = []
-    for name in WEIGHT_FILES:
-        have = [wd / f"{name}{ext}" for ext in (".safetensors", ".json") if (wd / f"{name}{ext}").exists()]
-        if len(have) == 1:
-            other = have[0].with_suffix(".json" if have[0].suffix == ".safetensors" else ".safetensors")
-            raise MomuError(f"--weights {wd}: {have[0].name} is there but {other.name} is missing; a model is "
-                            f"{name}.safetensors + {name}.json: copy both from where it was trained")
-        if have:
-            found.append(name)
-    if not found:
-        want = ", ".join(f"{n}.safetensors + {n}.json" for n in WEIGHT_FILES)
-        raise MomuError(f"--weights {wd} holds no model files (missing {want}); train them with "
-                        "`momu train diffusion --out DIR` (and `momu train vae --out DIR`), "
-                        "or leave out --weights for the shipped weights")
 
 
 def load_motion_input(path, seconds=None, progress: bool = True):
@@ -222,7 +189,6 @@ def run(args) -> int:
         if od.exists() and not od.is_dir():
             raise MomuError(f"--out-dir {od} is a file; pass a folder (music.wav, motion.npz, dance.mp4 go there)")
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
-    check_weights_dir(args.weights)
     from momu_live.models.guidance import BeatSpec
 
     spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,

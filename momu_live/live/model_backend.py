@@ -375,7 +375,7 @@ class ModelBackend:
 def _cached_pipeline(weights_dir: str | None, device: str):
     from momu_live.models.pretrained import load_pipeline
 
-    return load_pipeline(weights_dir, device=device, vocoder="fast")
+    return load_pipeline(weights_dir, device=device, vocoder="fast", flag="--model")
 
 
 def load_model_backend(mode: str, weights_dir: str | None = None, device: str = "cpu", steps: int = 4,
