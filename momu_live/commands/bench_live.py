@@ -2,8 +2,9 @@
 
 Runs the real engine on a video paced as a camera (default 30 fps) into a real UDP OSC receiver and
 prints median / p95 per stage (capture, pose, window, model, decode, send, e2e, audio_lag), RSS over time
-with its slope, CPU use, every drop counter, and continuity: the longest hole in the generated audio (as
-recorded on the stream clock), the longest pause between generated pose frames sent, the load-ladder moves
+with its slope, CPU use, every drop counter, and continuity: the longest gap in the generated audio stream
+(stream time no block delivered), its longest silence (a click track is silent between clicks by design),
+the longest pause between generated pose frames sent, the load-ladder moves
 and the seconds the playout had to continue.  ``--hog N`` runs N real CPU-burning processes beside it
 (a loaded machine).  ``--json`` prints the same as JSON, ``--plot`` writes a PNG of latency and RSS over time.
 """
@@ -181,14 +182,22 @@ class _GeneratedTap:
         if self.audio and self.sr:
             t0 = self.audio[0][0]
             n = int(round((self.audio[-1][0] + len(self.audio[-1][1]) / self.sr - t0) * self.sr))
-            y = np.zeros(n, np.float32)  # the generated stream on its clock; holes stay 0
+            y = np.zeros(n, np.float32)  # the generated stream on its clock
+            covered = np.zeros(n, bool)  # stream samples some block delivered (a hole = nothing sent for it)
             for t, x in self.audio:
                 i = int(round((t - t0) * self.sr))
-                y[i:i + len(x)] = x[: max(0, n - i)]
-            y = y[int(warmup_s * self.sr):]
-            loud = np.flatnonzero(np.abs(y) > 1e-4)
-            hole = float(np.diff(loud).max() - 1) / self.sr if len(loud) > 1 else float(len(y)) / self.sr
-            out.update(audio_seconds=round(n / self.sr, 2), longest_audio_hole_ms=round(1000 * hole, 1))
+                m = max(0, min(len(x), n - i))
+                y[i:i + m] = x[:m]
+                covered[i:i + m] = True
+            w = int(warmup_s * self.sr)
+            y, covered = y[w:], covered[w:]
+
+            def longest(mask: np.ndarray) -> float:
+                idx = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+                return float((idx[1::2] - idx[::2]).max()) / self.sr if len(idx) else 0.0
+
+            out.update(audio_seconds=round(n / self.sr, 2), longest_audio_gap_ms=round(1000 * longest(~covered), 1),
+                       longest_silence_ms=round(1000 * longest(np.abs(y) <= 1e-4), 1))
         if len(self.pose_sent) > 1:
             w = np.diff(np.asarray(self.pose_sent)[int(len(self.pose_sent) * 0.1):])
             out.update(generated_poses=len(self.pose_sent), longest_pose_pause_ms=round(1000 * float(w.max()), 1))
