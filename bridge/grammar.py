@@ -102,8 +102,9 @@ def pose_frame_messages(frame: PoseFrame, style: str = "generic", prefix: str = 
     """One pose frame -> messages.
 
     generic: ``<prefix>/pose/frame  i person, i frame, i time_s, f time_frac, f x0 y0 z0 x1 ...`` (one
-    message per person per frame; the time pair is ``time_args``) and, when any joint is uncertain or non-finite, ``<prefix>/pose/confidence
-    i person, i frame, f c0 c1 ...``.  Generated poses use ``<prefix>/gen/pose/...``.
+    message per person per frame; the time pair is ``time_args``) and, when any joint is uncertain or
+    non-finite, ``<prefix>/pose/confidence  i person, i frame, f c0 c1 ...``.  Generated poses use
+    ``<prefix>/gen/pose/...``.
     joints: ``<prefix>/pose/<person>/<joint>/tx|ty|tz`` (one float each) and ``.../<person>/frame``.
     nodeosc: ``<prefix>/pose/<person>/<joint>  f x y z`` in Blender axes (``to_blender``).
     """
@@ -398,6 +399,23 @@ def control_message(obj: str, prop: str, value: Any = None, verb: str = "set") -
     return (address, [c.value])
 
 
+def status_fields(args: list) -> dict:
+    """Receiver side of the generic ``/momu/status`` message: its arguments by name (``time`` joined from
+    ``time_s + time_frac``, ``latency`` a dict of stage -> ms).  For receivers written in Python and tests."""
+    head = ("time_s", "time_frac", "mode", "fps", "bpm", "dropped", "message")
+    d = dict(zip(head, args))
+    d["time"] = join_time(d["time_s"], d["time_frac"])
+    rest = list(args[len(head):])
+    d["latency"] = {str(k): float(v) for k, v in zip(rest[::2], rest[1::2])}
+    return d
+
+
+def pose_frame_fields(args: list) -> dict:
+    """Receiver side of the generic ``/momu/pose/frame`` (and ``/momu/gen/pose/frame``) message."""
+    return {"person": int(args[0]), "frame": int(args[1]), "time": join_time(args[2], args[3]),
+            "joints": np.asarray(args[4:], np.float32).reshape(-1, 3)}
+
+
 def controls_markdown() -> str:
     """The control table of docs/OSC.md (generated; a test keeps the document in step)."""
     rows = ["| address | arguments | effect |", "| --- | --- | --- |"]
@@ -410,5 +428,5 @@ def controls_text() -> str:
     """The control list as plain text (``momu live --help``, the control module's help)."""
     w = max(len(c.address) for c in CONTROLS)
     lines = [f"  {c.address:<{w}}  {c.args.replace('`', '')}: {c.doc}" for c in CONTROLS]
-    lines.append(f"  {POSE_INPUT_ADDR:<{w}}  i person, i frame, f time, J*3 f: pose input (--source osc)")
+    lines.append(f"  {POSE_INPUT_ADDR:<{w}}  i person, i frame, i time_s, f time_frac, J*3 f: pose input (--source osc)")
     return "\n".join(lines)

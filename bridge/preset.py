@@ -7,7 +7,7 @@ Schema (every key but ``name`` and ``targets`` optional)::
       "description": "one line",
       "targets": [                       # OSC destinations, each with one grammar style
         {"name": "td", "host": "127.0.0.1", "port": 7000, "style": "joints",
-         "events": ["pose", "gen", "beat", "status", "audio"], "bundle": true, "max_bytes": 1472,
+         "events": ["pose", "gen", "beat", "status", "audio"], "bundle": true, "max_bytes": "auto",
          "primary": true, "tempo_tolerance": 0.5, "start_on_first_beat": false}
       ],
       "midi": {"enabled": false, "port": "momu", "virtual": true, "clock": true,
@@ -18,8 +18,10 @@ Schema (every key but ``name`` and ``targets`` optional)::
     }
 
 ``events`` names: ``pose`` (captured poses), ``gen`` (generated poses), ``beat``, ``status``, ``audio``
-(level messages), ``transport``.  The *primary* target (``"primary": true``, else the first) is the one
-``--osc-host/--osc-port`` override.
+(level messages), ``transport``.  ``max_bytes`` bounds each datagram: ``"auto"`` (default) is 8192 for
+a loopback destination (a whole frame in one datagram) and 1472 (one Ethernet MTU) for any other,
+decided after ``--osc-host`` (``bridge.transport.resolve_max_bytes``); a number 64-65507 is used as given.
+The *primary* target (``"primary": true``, else the first) is the one ``--osc-host/--osc-port`` override.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def validate_preset(d: dict, where: str = "preset") -> dict:
         if bad:
             raise MomuError(f"{w}: unknown keys {sorted(bad)}; allowed: {sorted(_TARGET_KEYS)}")
         t = {"name": f"target{i}", "host": "127.0.0.1", "style": "generic", "events": list(EVENT_KINDS[:5]),
-             "bundle": True, "max_bytes": 1472, "primary": False, "tempo_tolerance": 0.5,
+             "bundle": True, "max_bytes": "auto", "primary": False, "tempo_tolerance": 0.5,
              "start_on_first_beat": False, "prefix": "/momu", "names_every_s": 5.0, **t}
         if not isinstance(t.get("port"), int) or not (0 < t["port"] < 65536):
             raise MomuError(f"{w}: 'port' must be an integer 1-65535")
@@ -86,8 +88,9 @@ def validate_preset(d: dict, where: str = "preset") -> dict:
         ev = set(t["events"]) - set(EVENT_KINDS)
         if ev:
             raise MomuError(f"{w}: unknown events {sorted(ev)}; allowed: {', '.join(EVENT_KINDS)}")
-        if not (64 <= int(t["max_bytes"]) <= 65507):
-            raise MomuError(f"{w}: max_bytes must be 64-65507")
+        mb = t["max_bytes"]
+        if mb != "auto" and (isinstance(mb, bool) or not isinstance(mb, int) or not (64 <= mb <= 65507)):
+            raise MomuError(f"{w}: max_bytes must be \"auto\" or an integer 64-65507, got {mb!r}")
         out["targets"].append(t)
     midi = {"enabled": False, "port": "momu", "virtual": True, "clock": True, "notes": {}, **(d.get("midi") or {})}
     out["midi"] = midi

@@ -23,6 +23,36 @@ from momu_live.bridge.osc import Message, OscDecodeError, decode_packet, encode_
 
 log = logging.getLogger(__name__)
 MAX_DATAGRAM = 65536
+MAX_UDP_PAYLOAD = 65507  # 65535 - 8 (UDP) - 20 (IPv4)
+NETWORK_MAX_BYTES = 1472  # one 1500-byte Ethernet MTU: no IP fragmentation on a LAN
+# Loopback carries 64 KiB datagrams; 8 KiB holds a whole frame of every style (a TouchDesigner
+# ``joints`` frame, 55 one-float messages, is ~2.3 KB; a 33-joint one ~4 KB) and is what the common
+# receivers read in one go (python-osc's socketserver reads 8192 bytes per datagram; Pd, Max,
+# TouchDesigner and presets/blender_receiver.py read more).
+LOOPBACK_MAX_BYTES = 8192
+
+
+def auto_max_bytes(ip: str) -> int:
+    """Bundle size limit for destination ``ip``: ``LOOPBACK_MAX_BYTES`` on 127.0.0.0/8, else one MTU."""
+    import ipaddress
+
+    try:
+        return LOOPBACK_MAX_BYTES if ipaddress.ip_address(ip).is_loopback else NETWORK_MAX_BYTES
+    except ValueError:
+        return NETWORK_MAX_BYTES
+
+
+def resolve_max_bytes(max_bytes, ip: str) -> int:
+    """``"auto"``/``None``/``0`` -> ``auto_max_bytes(ip)``; an explicit size is kept (64-65507)."""
+    if max_bytes is None or max_bytes == "auto" or max_bytes == 0:
+        return auto_max_bytes(ip)
+    try:
+        n = int(max_bytes)
+    except (TypeError, ValueError):
+        raise MomuError(f"max_bytes {max_bytes!r}: give 'auto' or a datagram size 64-{MAX_UDP_PAYLOAD}") from None
+    if not (64 <= n <= MAX_UDP_PAYLOAD):
+        raise MomuError(f"max_bytes {n} out of range; give 'auto' or 64-{MAX_UDP_PAYLOAD}")
+    return n
 
 Handler = Callable[[str, list, tuple], None]
 
@@ -46,9 +76,14 @@ class RateLimitedLog:
 
 
 class UdpSender:
-    """Non-blocking UDP sender of OSC packets to ``host:port`` (never raises on send failure)."""
+    """Non-blocking UDP sender of OSC packets to ``host:port`` (never raises on send failure).
 
-    def __init__(self, host: str, port: int, max_bytes: int = 1472, log_every: float = 5.0):
+    ``max_bytes`` bounds each datagram (``send_messages`` packs bundles up to it): ``"auto"`` (default)
+    is ``LOOPBACK_MAX_BYTES`` for a loopback destination, so one frame's messages travel in one
+    datagram, and ``NETWORK_MAX_BYTES`` (one Ethernet MTU) for any other; a number is used as given.
+    """
+
+    def __init__(self, host: str, port: int, max_bytes: int | str | None = "auto", log_every: float = 5.0):
         if not (0 < int(port) < 65536):
             raise MomuError(f"OSC port {port} out of range; use 1-65535")
         try:
@@ -57,7 +92,7 @@ class UdpSender:
             raise MomuError(f"cannot resolve OSC host {host!r} ({exc}); use an IP address or a known host name") from None
         self.addr = info[0][4]
         self.host, self.port = host, int(port)
-        self.max_bytes = max_bytes
+        self.max_bytes = resolve_max_bytes(max_bytes, self.addr[0])
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         self.sock.setblocking(False)
@@ -98,6 +133,8 @@ class UdpSender:
     def send_messages(self, messages: Iterable, bundle: bool = True) -> int:
         """Send ``(address, args)`` messages, packed into bundles of <= ``max_bytes`` (or one per datagram).
 
+        Messages of one call that fit ``max_bytes`` together go out as one bundle, one datagram (the
+        router sends one event's messages per call: a pose frame arrives whole or not at all).
         Returns the number of datagrams that went out.
         """
         if bundle:

@@ -4,32 +4,48 @@ Runs inside Blender with nothing but the standard library (no python-osc): a non
 polled by a ``bpy.app.timers`` timer, an OSC 1.0 parser (messages and bundles), one empty per joint
 (``momu_<joint>``) and an armature ``momu`` whose bone ``<child>`` spans parent joint -> child joint
 (Copy Location to the parent's empty + Stretch To the child's empty), so the bones follow the dancer.
+The rig is built on the first received frame (or with the *Build rig* button / ``bpy.ops.momu.build_rig()``),
+never when the add-on is enabled.
 
 Accepted messages (``momu live --preset blender`` sends the first kind):
 
 - ``/momu/pose/<person>/<joint>  f x y z``  Blender axes (z up), NodeOSC style;
-- ``/momu/pose/frame  i person, i frame, f time, x y z per joint``  canonical axes (y up), converted;
+- ``/momu/pose/frame  i person, i frame, i time_s, f time_frac, x y z per joint``  canonical axes (y up),
+  converted (the older layout with one ``f time`` is accepted too: the argument count tells them apart);
 - the same under ``/momu/gen/pose/...`` when ``source="gen"`` (generated poses).
 
-Use: Blender > Scripting > open this file > Run Script (listens on 127.0.0.1:9100), or
-``blender --python blender_receiver.py -- --port 9100 --person 0``; install it as an add-on to get
-the receiver at start-up.  ``stop()`` (or ``momu_stop()`` in the console) closes the socket.
-"""
-from __future__ import annotations
+Three ways to use it:
 
+- **Add-on**: Edit > Preferences > Add-ons > Install from Disk (this file), enable "momu-live receiver".
+  Enabling only registers the panel (3D View > Sidebar > momu), the operators ``momu.start``,
+  ``momu.stop``, ``momu.build_rig`` and the scene settings ``scene.momu`` (port, host, person, source);
+  press *Start* to listen (or tick *Listen at start-up* in the add-on's preferences).
+- **Script**: Scripting tab > Open > Run Script, or ``blender --python blender_receiver.py -- --port 9100
+  --person 0 --source pose``: registers the same panel and starts listening at once.  Running it again
+  first stops the previous receiver (it frees the port) and unregisters the previous run's classes.
+- **Console**: ``momu_start(port=9100, person=0, source="pose")`` and ``momu_stop()`` (installed as
+  built-ins while the add-on/script is registered), or ``bpy.ops.momu.start()`` / ``bpy.ops.momu.stop()``.
+
+Only one receiver runs per Blender process, whichever copy of this file started it: its handle lives in
+``sys.modules["_momu_receiver_state"]``, so a re-run, the add-on and the console all find it.
+"""
 import socket
 import struct
 import sys
+import types
 
 bl_info = {
     "name": "momu-live receiver",
     "author": "momu-live",
-    "version": (0, 1, 0),
+    "version": (0, 2, 0),
     "blender": (4, 0, 0),
-    "location": "runs on load; listens for OSC on 127.0.0.1:9100",
+    "location": "3D View > Sidebar > momu (listens for OSC on 127.0.0.1:9100 once started)",
     "description": "Drives an armature from momu-live OSC pose frames",
     "category": "Animation",
 }
+
+DEFAULT_PORT = 9100
+RIG_NAME = "momu"
 
 # The canonical skeleton (momu_live.models.skeleton; a test checks these copies stay equal).
 CANONICAL_JOINTS = (
@@ -116,7 +132,8 @@ def parse_packet(data, depth=0):
 
 # ------------------------------------------------------------------------------------------- pose state
 class PoseState:
-    """Latest joint positions (Blender axes) of one person, from either message kind."""
+    """Latest joint positions (Blender axes) of one person, from either message kind; ``time`` the stream
+    time (seconds) of the newest ``/momu/pose/frame``."""
 
     def __init__(self, person=0, source="pose", joints=CANONICAL_JOINTS):
         self.person, self.joints = int(person), tuple(joints)
@@ -125,6 +142,7 @@ class PoseState:
         self.joints_addr = "/momu/pose/joints"
         self.prefix = f"{base}/{self.person}/"
         self.pos = {}
+        self.time = None
         self.frames = self.messages = self.errors = 0
 
     def handle(self, address, args):
@@ -132,7 +150,10 @@ class PoseState:
         if address == self.frame_addr:
             if len(args) < 3 or int(args[0]) != self.person:
                 return False
-            xyz = args[3:]
+            # i person, i frame, i time_s, f time_frac, xyz...  (older: i person, i frame, f time, xyz...)
+            head = 3 if (len(args) - 3) % 3 == 0 else 4
+            self.time = float(args[2]) + (float(args[3]) if head == 4 else 0.0)
+            xyz = args[head:]
             for i, name in enumerate(self.joints):
                 if 3 * i + 2 < len(xyz):
                     self.pos[name] = to_blender(xyz[3 * i: 3 * i + 3])
@@ -152,8 +173,8 @@ class PoseState:
 
 
 # ------------------------------------------------------------------------------------------- Blender side
-def build_rig(name="momu", collection_name="momu"):
-    """Create (or reuse) the empties ``momu_<joint>`` and the armature ``name`` driven by them."""
+def build_rig(name=RIG_NAME, collection_name=RIG_NAME):
+    """Create (or reuse) the empties ``<name>_<joint>`` and the armature ``name`` driven by them."""
     import bpy
 
     coll = bpy.data.collections.get(collection_name)
@@ -172,6 +193,8 @@ def build_rig(name="momu", collection_name="momu"):
         empties[j] = ob
     arm_ob = bpy.data.objects.get(name)
     if arm_ob is None:
+        if bpy.context.mode != "OBJECT" and bpy.context.view_layer.objects.active is not None:
+            bpy.ops.object.mode_set(mode="OBJECT")
         arm = bpy.data.armatures.new(name)
         arm_ob = bpy.data.objects.new(name, arm)
         coll.objects.link(arm_ob)
@@ -201,23 +224,56 @@ def build_rig(name="momu", collection_name="momu"):
     return arm_ob, empties
 
 
-class Receiver:
-    """UDP OSC listener driving the rig; ``poll()`` applies everything pending (the timer calls it)."""
+def find_rig(name=RIG_NAME):
+    """``(armature, {joint: empty})`` of an existing rig, or ``(None, None)`` when any part is missing."""
+    import bpy
 
-    def __init__(self, port=9100, host="127.0.0.1", person=0, source="pose", rig_name="momu"):
+    arm = bpy.data.objects.get(name)
+    empties = {j: bpy.data.objects.get(f"{name}_{j}") for j in CANONICAL_JOINTS}
+    if arm is None or any(ob is None for ob in empties.values()):
+        return None, None
+    return arm, empties
+
+
+class Receiver:
+    """UDP OSC listener driving the rig; ``poll()`` applies everything pending (the timer calls it).
+
+    The socket is bound here; the rig is looked up by name on every poll that brings news (so a new
+    file or a deleted rig never leaves stale references) and built on the first frame if missing.
+    """
+
+    def __init__(self, port=DEFAULT_PORT, host="127.0.0.1", person=0, source="pose", rig_name=RIG_NAME):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, int(port)))
+        try:
+            self.sock.bind((host, int(port)))
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.person, self.source = int(person), source
         self.state = PoseState(person, source)
-        self.arm, self.empties = build_rig(rig_name)
-        self.packets = self.malformed = 0
+        self.rig_name = rig_name
+        self.arm, self.empties = None, {}
+        self.packets = self.malformed = self.build_errors = 0
         self._timer = None
+
+    @property
+    def running(self):
+        return self.sock is not None
+
+    def ensure_rig(self):
+        """The rig, built if missing: ``(armature, {joint: empty})``."""
+        arm, empties = find_rig(self.rig_name)
+        if arm is None:
+            arm, empties = build_rig(self.rig_name)
+        self.arm, self.empties = arm, empties
+        return arm, empties
 
     def poll(self, max_packets=10000):
         """Read all pending datagrams, move the empties to the newest pose; returns packets read."""
         n = 0
-        while n < max_packets:
+        while n < max_packets and self.sock is not None:
             try:
                 data = self.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -231,10 +287,18 @@ class Receiver:
                     self.state.handle(address, args)
             except (OscParseError, struct.error, ValueError, TypeError):
                 self.malformed += 1
-        for j, p in self.state.pos.items():
-            ob = self.empties.get(j)
-            if ob is not None:
-                ob.location = p
+        if n and self.state.pos:
+            try:
+                arm, empties = self.ensure_rig()
+            except Exception as exc:  # e.g. a modal tool holds the context: try again on the next poll
+                self.build_errors += 1
+                if self.build_errors == 1:
+                    print(f"momu receiver: cannot build the rig yet ({exc!r})")
+                return n
+            for j, p in self.state.pos.items():
+                ob = empties.get(j)
+                if ob is not None:
+                    ob.location = p
         return n
 
     def start(self, interval=1 / 60):
@@ -242,64 +306,263 @@ class Receiver:
 
         def tick():
             if self.sock is None:
-                return None
-            self.poll()
+                return None  # stopped: the timer unregisters itself
+            try:
+                self.poll()
+            except Exception as exc:  # never let the timer die silently with the socket still bound
+                print(f"momu receiver: poll failed: {exc!r}")
             return interval
 
         self._timer = tick
-        bpy.app.timers.register(tick, persistent=True)
+        bpy.app.timers.register(tick, first_interval=0.0, persistent=True)
         return self
 
     def stop(self):
-        import bpy
+        if self._timer is not None:
+            try:
+                import bpy
 
-        if self._timer is not None and bpy.app.timers.is_registered(self._timer):
-            bpy.app.timers.unregister(self._timer)
+                if bpy.app.timers.is_registered(self._timer):
+                    bpy.app.timers.unregister(self._timer)
+            except ImportError:
+                pass
+            self._timer = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
 
-_RECEIVER = None
+# ------------------------------------------------------------------------------------------- one per process
+_STATE_MODULE = "_momu_receiver_state"
 
 
-def momu_start(port=9100, person=0, source="pose", host="127.0.0.1"):
-    global _RECEIVER
+def _state():
+    """Process-wide holder (``receiver``, ``unregister``) shared by every copy of this file that ran."""
+    st = sys.modules.get(_STATE_MODULE)
+    if st is None:
+        st = types.ModuleType(_STATE_MODULE, "the running momu-live Blender receiver (presets/blender_receiver.py)")
+        st.receiver = None
+        st.unregister = None
+        sys.modules[_STATE_MODULE] = st
+    return st
+
+
+def current_receiver():
+    """The running receiver of this Blender process (started by any copy of this file), or None."""
+    return _state().receiver
+
+
+def momu_start(port=DEFAULT_PORT, person=0, source="pose", host="127.0.0.1"):
+    """Stop the running receiver (freeing its port), then listen on ``host:port``; returns the receiver."""
     momu_stop()
-    _RECEIVER = Receiver(port, host, person, source).start()
-    print(f"momu receiver: listening on {host}:{_RECEIVER.port} (person {person}, {source})")
-    return _RECEIVER
+    rx = Receiver(port, host, person, source).start()
+    _state().receiver = rx
+    print(f"momu receiver: listening on {host}:{rx.port} (person {person}, {source})")
+    return rx
 
 
 def momu_stop():
-    global _RECEIVER
-    if _RECEIVER is not None:
-        _RECEIVER.stop()
-        _RECEIVER = None
+    """Stop the running receiver and close its socket (the port is free afterwards); True if one ran."""
+    st = _state()
+    rx, st.receiver = st.receiver, None
+    if rx is None:
+        return False
+    rx.stop()
+    print(f"momu receiver: stopped (port {rx.port} free)")
+    return True
 
 
 stop = momu_stop
 
 
+# ------------------------------------------------------------------------------------------- UI (bpy classes)
+_CLASSES = None
+_CONSOLE_NAMES = ("momu_start", "momu_stop")
+
+
+def _make_classes():
+    import bpy
+
+    class MomuSettings(bpy.types.PropertyGroup):
+        port: bpy.props.IntProperty(name="Port", default=DEFAULT_PORT, min=1, max=65535,
+                                    description="UDP port momu live sends to (preset blender: 9100)")
+        host: bpy.props.StringProperty(name="Host", default="127.0.0.1",
+                                       description="address to listen on (0.0.0.0: every interface)")
+        person: bpy.props.IntProperty(name="Person", default=0, min=0, description="which dancer drives the rig")
+        source: bpy.props.EnumProperty(name="Source", default="pose",
+                                       items=[("pose", "Captured", "the dancer's poses (/momu/pose)"),
+                                              ("gen", "Generated", "generated poses (/momu/gen/pose)")])
+
+    class MOMU_OT_start(bpy.types.Operator):
+        """Listen for momu-live OSC pose frames (stops a running receiver first)"""
+        bl_idname = "momu.start"
+        bl_label = "Start"
+
+        def execute(self, context):
+            s = context.scene.momu
+            try:
+                momu_start(s.port, s.person, s.source, s.host)
+            except OSError as exc:
+                self.report({"ERROR"}, f"cannot listen on {s.host}:{s.port} ({exc}); pick another port")
+                return {"CANCELLED"}
+            return {"FINISHED"}
+
+    class MOMU_OT_stop(bpy.types.Operator):
+        """Stop the momu-live receiver and free its port"""
+        bl_idname = "momu.stop"
+        bl_label = "Stop"
+
+        def execute(self, context):
+            momu_stop()
+            return {"FINISHED"}
+
+    class MOMU_OT_build_rig(bpy.types.Operator):
+        """Build the momu armature and joint empties (at rest) now, before the first frame"""
+        bl_idname = "momu.build_rig"
+        bl_label = "Build rig"
+
+        def execute(self, context):
+            build_rig(RIG_NAME)
+            return {"FINISHED"}
+
+    class MOMU_PT_receiver(bpy.types.Panel):
+        bl_label = "momu-live receiver"
+        bl_idname = "MOMU_PT_receiver"
+        bl_space_type = "VIEW_3D"
+        bl_region_type = "UI"
+        bl_category = "momu"
+
+        def draw(self, context):
+            col = self.layout.column()
+            s = context.scene.momu
+            rx = current_receiver()
+            col.prop(s, "port")
+            col.prop(s, "host")
+            col.prop(s, "person")
+            col.prop(s, "source")
+            row = col.row()
+            row.operator("momu.start", icon="PLAY")
+            row.operator("momu.stop", icon="PAUSE")
+            col.operator("momu.build_rig", icon="ARMATURE_DATA")
+            if rx is not None and rx.running:
+                col.label(text=f"listening on {rx.host}:{rx.port}")
+                col.label(text=f"{rx.state.frames} frames, {rx.packets} packets, {rx.malformed} malformed")
+            else:
+                col.label(text="stopped")
+
+    classes = [MomuSettings, MOMU_OT_start, MOMU_OT_stop, MOMU_OT_build_rig, MOMU_PT_receiver]
+    if __name__ != "__main__":  # loaded as an add-on: its preferences carry "listen at start-up"
+        class MomuPreferences(bpy.types.AddonPreferences):
+            bl_idname = __name__
+            autostart: bpy.props.BoolProperty(
+                name="Listen at start-up", default=False,
+                description="start the receiver (port 9100 or the scene's) when Blender starts")
+
+            def draw(self, context):
+                self.layout.prop(self, "autostart")
+
+        classes.append(MomuPreferences)
+    return classes
+
+
+def _autostart():
+    """One-shot timer of the add-on (``autostart`` preference): start listening once Blender is up."""
+    import bpy
+
+    try:
+        prefs = bpy.context.preferences.addons[__name__].preferences
+    except (KeyError, AttributeError):
+        return None
+    if getattr(prefs, "autostart", False) and current_receiver() is None:
+        s = getattr(bpy.context.scene, "momu", None)
+        try:
+            momu_start(s.port if s else DEFAULT_PORT, s.person if s else 0, s.source if s else "pose",
+                       s.host if s else "127.0.0.1")
+        except OSError as exc:
+            print(f"momu receiver: cannot listen at start-up ({exc})")
+    return None
+
+
 def register():
-    momu_start()
+    """Register the classes, ``scene.momu``, the console names (and the autostart timer); builds nothing,
+    binds nothing.  A previously registered copy (an earlier script run) is unregistered first."""
+    global _CLASSES
+    import builtins
+
+    import bpy
+
+    st = _state()
+    if st.unregister is not None and st.unregister is not unregister:
+        try:
+            st.unregister()
+        except Exception as exc:
+            print(f"momu receiver: unregistering the previous copy failed: {exc!r}")
+    if _CLASSES is not None:  # this copy registered already
+        return
+    _CLASSES = _make_classes()
+    for c in _CLASSES:
+        bpy.utils.register_class(c)
+    bpy.types.Scene.momu = bpy.props.PointerProperty(type=_CLASSES[0])
+    builtins.momu_start, builtins.momu_stop = momu_start, momu_stop
+    st.unregister = unregister
+    if __name__ != "__main__":
+        bpy.app.timers.register(_autostart, first_interval=0.5)
 
 
 def unregister():
-    momu_stop()
+    """Stop the receiver, remove the timer, ``scene.momu``, the classes and the console names (idempotent)."""
+    global _CLASSES
+    import builtins
+
+    import bpy
+
+    st = _state()
+    if st.unregister is None or st.unregister is unregister:  # a copy replaced by a later run leaves its receiver
+        momu_stop()
+        st.unregister = None
+    if bpy.app.timers.is_registered(_autostart):
+        bpy.app.timers.unregister(_autostart)
+    for n in _CONSOLE_NAMES:
+        if getattr(builtins, n, None) is globals()[n]:
+            delattr(builtins, n)
+    if _CLASSES is None:
+        return
+    if hasattr(bpy.types.Scene, "momu"):
+        del bpy.types.Scene.momu
+    for c in reversed(_CLASSES):
+        try:
+            bpy.utils.unregister_class(c)
+        except RuntimeError:
+            pass
+    _CLASSES = None
 
 
 def _cli(argv):
     import argparse
 
     p = argparse.ArgumentParser(prog="blender --python blender_receiver.py --")
-    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--person", type=int, default=0)
     p.add_argument("--source", choices=["pose", "gen"], default="pose")
-    return p.parse_args(argv)
+    return p.parse_known_args(argv)[0]
+
+
+def main(argv=None):
+    """Script entry: register the UI (replacing an earlier run's), then listen (replacing its receiver)."""
+    argv = sys.argv[sys.argv.index("--") + 1:] if argv is None and "--" in sys.argv else (argv or [])
+    a = _cli(argv)
+    register()
+    try:
+        import bpy
+
+        s = getattr(bpy.context.scene, "momu", None)
+        if s is not None:
+            s.port, s.host, s.person, s.source = a.port, a.host, a.person, a.source
+    except (ImportError, AttributeError):
+        pass
+    return momu_start(a.port, a.person, a.source, a.host)
 
 
 if __name__ == "__main__":
-    a = _cli(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
-    momu_start(a.port, a.person, a.source, a.host)
+    main()

@@ -1,4 +1,6 @@
-"""Blender (bpy) as a real peer: presets/blender_receiver.py receives our OSC pose stream and moves the armature.
+"""Blender (bpy) as a real peer: presets/blender_receiver.py receives our OSC pose stream and moves the armature;
+as an add-on it registers only its UI (the rig comes with the first frame), re-runs as a script free and re-bind the
+port, ``momu_stop()`` frees it, unregister removes everything.
 
 Opt-in: needs a Python with ``bpy`` (``python3.11 -m venv /tmp/blender-venv && /tmp/blender-venv/bin/pip install
 bpy==5.0.1``) named by ``MOMU_BLENDER_PYTHON``; skipped otherwise.
@@ -87,4 +89,137 @@ def test_blender_armature_follows_osc_poses(source):
         head, tail = (np.array(v) for v in res["bones"][CANONICAL_JOINTS[c]])
         assert np.allclose(head, last[p], atol=1e-4), CANONICAL_JOINTS[c]
         assert np.allclose(tail, last[c], atol=1e-4), CANONICAL_JOINTS[c]
+    print("blender", res["version"])
+
+
+_ADDON_CHILD = r"""
+import builtins, json, os, runpy, socket, sys, time
+import bpy, addon_utils
+
+path, want = sys.argv[1], int(sys.argv[2])
+out = {}
+
+
+def can_bind(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def registered():
+    return {"panel": hasattr(bpy.types, "MOMU_PT_receiver"), "op": hasattr(bpy.types, "MOMU_OT_start"),
+            "scene_prop": hasattr(bpy.types.Scene, "momu"), "console": hasattr(builtins, "momu_stop")}
+
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+# 1. the add-on: install from the file, enable: classes only, nothing built, nothing bound
+assert bpy.ops.preferences.addon_install(filepath=path, overwrite=True) == {"FINISHED"}
+mod = addon_utils.enable("blender_receiver", default_set=True, handle_error=None)
+state = sys.modules["_momu_receiver_state"]
+out["enabled"] = {**registered(), "objects": len(bpy.data.objects), "armatures": len(bpy.data.armatures),
+                  "collections": len(bpy.data.collections), "receiver": state.receiver is not None,
+                  "autostart_timer": bpy.app.timers.is_registered(mod._autostart)}
+# 2. the Start operator listens; the first frames build the rig and drive it
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.bind(("127.0.0.1", 0))
+port = probe.getsockname()[1]
+probe.close()
+bpy.context.scene.momu.port = port
+assert bpy.ops.momu.start() == {"FINISHED"}
+rx = mod.current_receiver()
+tick = rx._timer
+out["started"] = {"port": rx.port, "timer": bpy.app.timers.is_registered(tick), "bound": not can_bind(port),
+                  "objects_before_frames": len(bpy.data.objects)}
+print(json.dumps({"port": port}), flush=True)
+deadline = time.monotonic() + 20
+ticks = set()
+while rx.state.frames < want and time.monotonic() < deadline:
+    ticks.add(tick()); time.sleep(0.01)  # bpy as a module runs no event loop: call the timer's function
+bpy.context.view_layer.update()
+arm = bpy.data.objects["momu"]
+out["frames"], out["malformed"], out["ticks"] = rx.state.frames, rx.malformed, sorted(ticks)
+out["bones"] = {pb.name: [list(arm.matrix_world @ pb.head), list(arm.matrix_world @ pb.tail)] for pb in arm.pose.bones}
+# 3. the Stop operator frees the port and removes the timer
+assert bpy.ops.momu.stop() == {"FINISHED"}
+out["stopped"] = {"free": can_bind(port), "timer": bpy.app.timers.is_registered(tick),
+                  "receiver": state.receiver is not None, "tick_after_stop": tick()}
+# 4. disabling the add-on (unregister) removes everything it registered
+bpy.ops.momu.start()
+tick = mod.current_receiver()._timer
+addon_utils.disable("blender_receiver", default_set=True)
+out["disabled"] = {**registered(), "free": can_bind(port), "timer": bpy.app.timers.is_registered(tick),
+                   "autostart_timer": bpy.app.timers.is_registered(mod._autostart),
+                   "receiver": state.receiver is not None}
+# 5. the file as a script, twice (Run Script again): the second run stops the first and binds the port again
+sys.argv = ["blender", "--", "--port", str(port), "--person", "0"]
+g1 = runpy.run_path(path, run_name="__main__")
+rx1 = state.receiver
+g2 = runpy.run_path(path, run_name="__main__")
+rx2 = state.receiver
+out["rerun"] = {"first_closed": rx1.sock is None, "second_port": rx2.port, "bound": not can_bind(port),
+                "first_timer": bpy.app.timers.is_registered(rx1._timer) if rx1._timer else False,
+                "second_timer": bpy.app.timers.is_registered(rx2._timer), **registered(),
+                "scene_port": bpy.context.scene.momu.port}
+# 6. momu_stop() from the console (a built-in while registered) frees the port
+builtins.momu_stop()
+out["momu_stop"] = {"free": can_bind(port), "receiver": state.receiver is not None,
+                    "timer": bpy.app.timers.is_registered(rx2._timer) if rx2._timer else False}
+g2["unregister"]()
+out["script_unregistered"] = registered()
+out["version"] = bpy.app.version_string
+print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.skipif(not BLENDER_PY, reason="set MOMU_BLENDER_PYTHON to a python with bpy (opt-in)")
+def test_blender_addon_registers_reruns_and_stops_cleanly(tmp_path):
+    env = {**os.environ, "BLENDER_USER_SCRIPTS": str(tmp_path / "scripts"),
+           "BLENDER_USER_CONFIG": str(tmp_path / "config")}  # installs the add-on into tmp_path, not ~
+    proc = subprocess.Popen([BLENDER_PY, "-c", _ADDON_CHILD, str(presets_dir() / "blender_receiver.py"), "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            line = proc.stdout.readline()
+            if line.startswith("{") or not line:
+                break
+        assert line.startswith("{"), proc.stderr.read()[-3000:]
+        port = json.loads(line)["port"]
+        base = np.random.default_rng(6).normal(scale=0.3, size=(18, 3)).astype(np.float32)
+        r = Router.from_preset("blender", {"osc_port": port})
+        for k in range(5):
+            r.emit(PoseFrame(0, k, k / 30, base + 0.05 * k))
+            time.sleep(0.02)
+        r.close()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        res = json.loads(out.strip().splitlines()[-1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # enabling registers the UI only: no rig, no socket
+    assert res["enabled"] == {"panel": True, "op": True, "scene_prop": True, "console": True, "objects": 0,
+                              "armatures": 0, "collections": 0, "receiver": False, "autostart_timer": True}
+    assert res["started"] == {"port": port, "timer": True, "bound": True, "objects_before_frames": 0}
+    # the first frames built the rig (in the timer's function), the rig follows the last frame
+    assert res["frames"] >= 5 and res["malformed"] == 0 and res["ticks"] == [pytest.approx(1 / 60)]
+    last = grammar.to_blender(base + 0.05 * 4)
+    for c, p in enumerate(CANONICAL_PARENTS):
+        if p >= 0:
+            head, tail = (np.array(v) for v in res["bones"][CANONICAL_JOINTS[c]])
+            assert np.allclose(head, last[p], atol=1e-4) and np.allclose(tail, last[c], atol=1e-4), CANONICAL_JOINTS[c]
+    assert res["stopped"] == {"free": True, "timer": False, "receiver": False, "tick_after_stop": None}
+    assert res["disabled"] == {"panel": False, "op": False, "scene_prop": False, "console": False, "free": True,
+                               "timer": False, "autostart_timer": False, "receiver": False}
+    assert res["rerun"] == {"first_closed": True, "second_port": port, "bound": True, "first_timer": False,
+                            "second_timer": True, "panel": True, "op": True, "scene_prop": True, "console": True,
+                            "scene_port": port}
+    assert res["momu_stop"] == {"free": True, "receiver": False, "timer": False}
+    assert res["script_unregistered"] == {"panel": False, "op": False, "scene_prop": False, "console": False}
     print("blender", res["version"])

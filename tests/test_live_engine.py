@@ -23,6 +23,7 @@ import soundfile as sf
 
 from momu_live.live.backend import make_backend
 from momu_live.live.control import ControlInput
+from momu_live.bridge.grammar import pose_frame_fields, status_fields
 from momu_live.live.engine import EngineConfig, LiveEngine
 from momu_live.live.latency import rss_mb
 from momu_live.live.monitor import OscMonitor, free_udp_port, osc_message
@@ -54,13 +55,13 @@ def test_video_source_end_to_end_to_a_real_osc_receiver(dancer_video):
     frames = mon.of("/momu/pose/frame")
     assert len(frames) >= 0.8 * 25 * 8, len(frames)  # 25 fps video, MediaPipe finds the dancer ~99 %
     for _, args in frames[::10]:
-        assert len(args) == 3 + 18 * 3
-        assert isinstance(args[0], int) and isinstance(args[1], int)
-        assert all(isinstance(v, float) and math.isfinite(v) for v in args[2:])
+        assert len(args) == 4 + 18 * 3  # i person, i frame, i time_s, f time_frac, 18 x (x y z)
+        assert all(isinstance(v, int) for v in args[:3])
+        assert all(isinstance(v, float) and math.isfinite(v) for v in args[3:])
     idx = [a[1] for _, a in frames]
     assert idx == sorted(idx) and len(set(idx)) == len(idx)  # video frame index, in order
     # poses are real: metres, a body of plausible size (head above pelvis)
-    j = np.array(frames[-1][1][3:]).reshape(18, 3)
+    j = pose_frame_fields(frames[-1][1])["joints"]  # (18, 3)
     assert 0.3 < j[3, 1] - j[0, 1] < 1.2
     status = [t for t, _ in mon.of("/momu/status")]
     assert len(status) >= 8 * 1.0 - 1
@@ -240,8 +241,8 @@ def test_nan_and_no_person_frames_are_handled():
     frames = mon.of("/momu/pose/frame")
     assert len(frames) > 100
     for _, a in frames:
-        assert len(a) == 57 and all(math.isfinite(v) for v in a[2:])  # NaN never leaves the engine
-    msgs = [a[5] for _, a in mon.of("/momu/status")]
+        assert len(a) == 58 and all(math.isfinite(v) for v in a[3:])  # NaN never leaves the engine
+    msgs = [status_fields(a)["message"] for _, a in mon.of("/momu/status")]
     assert any("no person" in m for m in msgs)  # the all-NaN frames were reported as nobody there
     assert any("pass-through" in m for m in msgs)  # and the mode says it is not a model
     assert engine.windows >= 8 and engine.ingest_errors == 0
@@ -255,7 +256,7 @@ def test_missing_camera_is_reported_and_retried_without_crashing():
     assert engine.run(duration=3.0).startswith("duration")
     mon.close()
     assert source.stats.reopens >= 3 and source.stats.errors >= 3
-    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    msgs = [status_fields(a)["message"] for _, a in mon.of("/momu/status")]
     assert len(msgs) >= 5 and any("cannot open camera 57" in m and "retrying" in m for m in msgs)
 
 
@@ -327,7 +328,7 @@ def test_slow_model_skips_windows_instead_of_growing_latency():
     lag = np.array([c - t for t, c in be.steps])  # how far behind real time each window was processed
     assert len(lag) >= 6 and lag[-3:].max() < 2 * 0.25 + 0.7 + 0.3, lag  # bounded, not growing
     st = [a for _, a in mon.of("/momu/status")]
-    assert st and st[-1][4] >= engine.skipped_windows - 2  # drops are reported in the heartbeat
+    assert st and status_fields(st[-1])["dropped"] >= engine.skipped_windows - 2  # drops are reported in the heartbeat
 
 
 class _SlowSynth:
@@ -373,7 +374,7 @@ def test_late_windows_never_leave_silence_or_a_frozen_avatar(tmp_path):
     assert len(y) > 5 * sr and quiet.max() < 0.05 * sr  # no hole over 50 ms in the recorded audio
     times = np.array([t for t, _ in mon.of("/momu/gen/pose/frame")])
     assert len(times) > 50 and np.diff(times[times > times[0] + 1.0]).max() < 0.2  # no frozen avatar over 200 ms
-    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    msgs = [status_fields(a)["message"] for _, a in mon.of("/momu/status")]
     assert any("late windows: continued" in m for m in msgs)  # the status says what it did
 
 

@@ -25,6 +25,7 @@ import soundfile as sf
 import torch
 
 from momu_live import MomuError
+from momu_live.bridge.grammar import status_fields
 from momu_live.live.backend import ClickBackend, LiveWindow, make_backend
 from momu_live.live.model_backend import ModelBackend, ModelBackendState
 from momu_live.live.monitor import OscMonitor, free_udp_port
@@ -297,7 +298,7 @@ def test_cli_live_motion2music_runs_the_model(dancer_video, tmp_path):
         time.sleep(0.2)
         mon.close()
     assert proc.returncode == 0, proc.stderr[-2000:]
-    msgs = [a[5] for _, a in mon.of("/momu/status")]
+    msgs = [status_fields(a)["message"] for _, a in mon.of("/momu/status")]
     assert len(msgs) >= 4
     assert all("model: MoMu-Diffusion" in m and "pass-through" not in m for m in msgs), msgs[:3]
     wav, sr = sf.read(rec / "generated.wav")

@@ -161,8 +161,8 @@ def _pose(j=18, source="capture", person=0, frame=5):
 def test_generic_pose_frame_layout():
     (m,) = grammar.pose_frame_messages(_pose())
     assert m[0] == "/momu/pose/frame"
-    assert m[1][:3] == [0, 5, 0.25] and len(m[1]) == 3 + 54
-    assert np.allclose(m[1][3:], np.arange(54) / 10.0)
+    assert m[1][:4] == [0, 5, 0, 0.25] and len(m[1]) == 4 + 54  # i person, i frame, i time_s, f time_frac
+    assert np.allclose(m[1][4:], np.arange(54) / 10.0)
     assert grammar.pose_frame_messages(_pose(source="generated"))[0][0] == "/momu/gen/pose/frame"
 
 
@@ -170,7 +170,7 @@ def test_nan_joints_and_empty_frames():
     f = _pose()
     f.joints[4] = np.nan
     msgs = dict(grammar.pose_frame_messages(f))
-    assert msgs["/momu/pose/frame"][3 + 12: 3 + 15] == [0.0, 0.0, 0.0]
+    assert msgs["/momu/pose/frame"][4 + 12: 4 + 15] == [0.0, 0.0, 0.0]
     conf = msgs["/momu/pose/confidence"]
     assert conf[:2] == [0, 5] and conf[2 + 4] == 0.0 and conf[2 + 3] == 1.0
     tj = [a for a, _ in grammar.pose_frame_messages(f, "joints")]
@@ -212,10 +212,11 @@ def test_beat_status_audio_generic():
     assert b == ("/momu/beat", [7, 3.5, 121.5, 0.0, 1, "music"])
     (s,) = grammar.status_messages(Status(9.0, "motion2music", {"capture": 1.0, "model": 40.0}, 2, 29.5, 120.0, "ok"))
     assert s[0] == "/momu/status"
-    assert s[1] == [9.0, "motion2music", 29.5, 120.0, 2, "ok", "capture", 1.0, "model", 40.0]
+    assert s[1] == [9, 0.0, "motion2music", 29.5, 120.0, 2, "ok", "capture", 1.0, "model", 40.0]
     t = np.linspace(0, 1, 1000, dtype=np.float32)
     (a,) = grammar.audio_messages(AudioBlock(0.5 * np.sin(2 * np.pi * 5 * t), 22050, 1.0))
-    assert a[0] == "/momu/audio/level" and a[1][1] == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+    assert a[0] == "/momu/audio/level" and a[1][:2] == [1, 0.0]
+    assert a[1][2] == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
     assert grammar.beat_messages(Beat(1, 0, 123.0), "ableton") == [("/live/song/set/tempo", [123.0])]
     assert grammar.beat_messages(Beat(1, 0, float("nan")), "ableton") == []
 
@@ -300,7 +301,7 @@ def _drain(sock, until: float = 0.6) -> list[Message]:
             d, _ = sock.recvfrom(65536)
         except socket.timeout:
             break
-        assert len(d) <= 1472
+        assert len(d) <= 8192  # max_bytes "auto" on loopback (bridge.transport.LOOPBACK_MAX_BYTES)
         out += flatten(decode_packet(d))
     return out
 
@@ -433,12 +434,12 @@ def test_router_generic_end_to_end_bundles_under_mtu():
     frames = [m for m in got if m.address == "/momu/pose/frame"]
     assert [(m.args[0], m.args[1]) for m in frames[:4]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
     assert len(frames) == 60
-    assert np.allclose(frames[7].args[3:], np.arange(54) / 10.0)
+    assert np.allclose(frames[7].args[4:], np.arange(54) / 10.0)
     beats = np.array([m.args[:3] for m in got if m.address == "/momu/beat"])
     assert np.allclose(beats, [[0, 0.0, 120.0], [1, 10 / 30, 120.0], [2, 20 / 30, 120.0]])
     assert got[0] == Message("/momu/pose/joints", list(CANONICAL_JOINTS))
     st = [m for m in got if m.address == "/momu/status"]
-    assert st and st[0].args[6:] == ["capture", 2.0]
+    assert st and st[0].args[7:] == ["capture", 2.0]
 
 
 def test_router_touchdesigner_and_ableton_tempo_dedupe():
@@ -552,3 +553,113 @@ def test_touchdesigner_beat_trigger_falls_back_to_zero_over_a_real_socket():
     assert [a[0] for _, a in trig] == [1.0, 0.0] * 3
     gaps = [trig[i + 1][0] - trig[i][0] for i in range(0, 6, 2)]
     assert all(0.03 <= g <= 0.2 for g in gaps), gaps  # released ~TRIGGER_RELEASE_S after each beat
+
+
+# ------------------------------------------------------------------------------------------------ times, datagrams
+SIX_AND_A_HALF_DAYS = 6.5 * 86400.0
+
+
+def test_time_pair_keeps_microseconds_at_six_and_a_half_days():
+    for t in (0.0, 0.25, 1e-7, 59.999999, SIX_AND_A_HALF_DAYS + 0.0123456, 24 * 86400 * 30.0 + 0.5):
+        sec, frac = grammar.time_args(t)
+        assert isinstance(sec, int) and isinstance(frac, float) and 0.0 <= frac < 1.0
+        assert abs(grammar.join_time(sec, frac) - t) < 1e-6
+    assert grammar.time_args(0.99999999) == [1, 0.0]  # float32 rounds the fraction up: carried
+    assert grammar.time_args(float("nan")) == [0, 0.0] and grammar.time_args(1e12)[0] == 2**31 - 1
+    # a lone float32 of seconds has 62.5 ms steps here; the pair tells 1 ms apart
+    t = SIX_AND_A_HALF_DAYS + np.arange(5) * 0.001
+    assert len(set(np.float32(t).tolist())) < 5
+    got = [grammar.join_time(*grammar.time_args(x)) for x in t]
+    assert np.allclose(np.diff(got), 0.001, atol=1e-6)
+
+
+def test_pose_status_audio_times_over_a_real_socket_at_six_and_a_half_days():
+    """Encoded, sent, received and decoded: every time argument keeps its microsecond at t = 6.5 days."""
+    rx = _rx_socket()
+    t0 = SIX_AND_A_HALF_DAYS + 0.0004
+    r = Router.from_preset("generic", {"osc_port": rx.getsockname()[1], "listen": False})
+    try:
+        for k in range(5):
+            r.emit(PoseFrame(0, k, t0 + 0.001 * k, np.zeros((18, 3), np.float32)))
+        r.emit(Status(t0 + 0.0057, "beats", {"model": 3.0}, fps=30.0))
+        r.emit(AudioBlock(np.full(256, 0.5, np.float32), 22050, t0 + 0.0089))
+        assert r.flush()
+    finally:
+        r.close()
+    got = _drain(rx)
+    rx.close()
+    frames = [m.args for m in got if m.address == "/momu/pose/frame"]
+    assert len(frames) == 5 and all(isinstance(a[2], int) for a in frames) and all(len(a) == 4 + 54 for a in frames)
+    times = np.array([grammar.join_time(a[2], a[3]) for a in frames])
+    assert np.abs(times - (t0 + 0.001 * np.arange(5))).max() < 1e-6
+    (st,) = [m.args for m in got if m.address == "/momu/status"]
+    assert abs(grammar.join_time(st[0], st[1]) - (t0 + 0.0057)) < 1e-6 and st[2] == "beats"
+    (lv,) = [m.args for m in got if m.address == "/momu/audio/level"]
+    assert abs(grammar.join_time(lv[0], lv[1]) - (t0 + 0.0089)) < 1e-6 and lv[2] == pytest.approx(0.5)
+    # TouchDesigner (float-only): whole seconds and fraction as two channels, exact in float32
+    d = dict(grammar.status_messages(Status(t0, "beats"), "joints"))
+    assert np.float32(d["/momu/status/time_s"][0]) == 561600.0
+    assert abs(float(np.float32(d["/momu/status/time_s"][0])) + float(np.float32(d["/momu/status/time_frac"][0]))
+               - t0) < 1e-6
+
+
+def test_udp_sender_max_bytes_auto_by_destination():
+    from momu_live.bridge.transport import LOOPBACK_MAX_BYTES, NETWORK_MAX_BYTES
+
+    with UdpSender("127.0.0.1", 9) as u:
+        assert u.max_bytes == LOOPBACK_MAX_BYTES >= 8192
+    with UdpSender("localhost", 9, max_bytes="auto") as u:
+        assert u.max_bytes == LOOPBACK_MAX_BYTES
+    with UdpSender("192.0.2.1", 9) as u:  # TEST-NET-1: a network destination, one MTU
+        assert u.max_bytes == NETWORK_MAX_BYTES == 1472
+    with UdpSender("127.0.0.1", 9, max_bytes=1472) as u:  # explicit values are kept
+        assert u.max_bytes == 1472
+    with pytest.raises(MomuError):
+        UdpSender("127.0.0.1", 9, max_bytes=10)
+    from momu_live.bridge.preset import load_preset, validate_preset
+
+    assert {t["max_bytes"] for n in ("generic", "touchdesigner", "blender", "puredata")
+            for t in load_preset(n)["targets"]} == {"auto"}
+    assert validate_preset({"name": "x", "targets": [{"port": 9}]})["targets"][0]["max_bytes"] == "auto"
+    assert validate_preset({"name": "x", "targets": [{"port": 9, "max_bytes": 512}]})["targets"][0]["max_bytes"] == 512
+    for bad in ("big", 10, 70000, True, 1472.5):
+        with pytest.raises(MomuError, match="max_bytes"):
+            validate_preset({"name": "x", "targets": [{"port": 9, "max_bytes": bad}]})
+
+
+def _datagrams(sock, until: float = 0.6) -> list[bytes]:
+    out, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < until:
+        try:
+            out.append(sock.recvfrom(65536)[0])
+        except socket.timeout:
+            break
+    return out
+
+
+@pytest.mark.parametrize("source", ["capture", "generated"])
+def test_touchdesigner_frame_arrives_in_one_datagram_on_loopback(source):
+    """A ``joints`` frame (55 one-float messages, ~2.3 KB) used to be split over two 1472-byte datagrams."""
+    rx = _rx_socket()
+    r = Router.from_preset("touchdesigner", {"osc_host": "127.0.0.1", "osc_port": rx.getsockname()[1],
+                                             "listen": False, "midi": False})
+    try:
+        for k in range(3):
+            r.emit(PoseFrame(0, k, k / 30, np.random.default_rng(k).normal(size=(18, 3)).astype(np.float32),
+                             source=source))
+        assert r.flush()
+    finally:
+        r.close()
+    grams = _datagrams(rx)
+    rx.close()
+    assert len(grams) == 3  # one datagram per frame
+    obj = "gen/pose" if source == "generated" else "pose"
+    for k, d in enumerate(grams):
+        assert len(d) > 1472 and d.startswith(b"#bundle\x00")
+        msgs = flatten(decode_packet(d))
+        assert len(msgs) == 1 + 54 and msgs[0] == Message(f"/momu/{obj}/0/frame", [float(k)])
+        assert {m.address for m in msgs[1:]} == {f"/momu/{obj}/0/{j}/{a}" for j in CANONICAL_JOINTS
+                                                 for a in ("tx", "ty", "tz")}
+    # to a network host the same frame is split under the MTU; an explicit max_bytes is honoured
+    msgs = grammar.pose_frame_messages(PoseFrame(0, 0, 0.0, np.ones((18, 3), np.float32)), "joints")
+    assert len(pack_bundles(msgs, 1472)) == 2 and len(pack_bundles(msgs, 8192)) == 1

@@ -93,9 +93,44 @@ def test_pd_receives_stream_and_echoes_it(pd_peer):
     gens = [m.args for m in got if m.address == "/momu/echo/gen/pose/frame"]
     assert len(poses) == 6 and len(gens) == 6
     for k in range(6):  # Pd floats are 32-bit: the round trip is exact for float32 data
-        assert poses[k][:3] == pytest.approx([0, k, k / 30]) and len(poses[k]) == 3 + 54
-        assert np.array_equal(np.array(poses[k][3:], np.float32), joints[k].reshape(-1))
-        assert gens[k][0] == 1 and np.array_equal(np.array(gens[k][3:], np.float32), joints[k][::-1].reshape(-1))
+        assert poses[k][:4] == pytest.approx([0, k, 0, k / 30]) and len(poses[k]) == 4 + 54
+        assert np.array_equal(np.array(poses[k][4:], np.float32), joints[k].reshape(-1))
+        assert gens[k][0] == 1 and np.array_equal(np.array(gens[k][4:], np.float32), joints[k][::-1].reshape(-1))
     (status,) = [m.args for m in got if m.address == "/momu/echo/status"]
-    assert status[:6] == [3.0, "motion2music", 30.0, 121.0, 0.0, "ok"]
-    assert status[6:] == ["capture", 1.5, "model", 20.0]
+    assert status[:7] == [3.0, 0.0, "motion2music", 30.0, 121.0, 0.0, "ok"]
+    assert status[7:] == ["capture", 1.5, "model", 20.0]
+
+
+def test_pd_keeps_millisecond_times_after_six_and_a_half_days(pd_peer):
+    """Pd's numbers are float32: the (time_s, time_frac) pair survives Pd's round trip with sub-ms resolution
+    at t = 6.5 days, where one float32 of seconds has 62.5 ms steps."""
+    listen, rx, proc = pd_peer
+    t0 = 6.5 * 86400.0
+    times = [t0 + 0.001 * k + 0.0004 for k in range(5)]  # 1 ms apart
+    joints = np.zeros((18, 3), np.float32)
+    r = Router.from_preset("puredata", {"osc_port": listen})
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r.emit(Beat(999, 0.0, 60.0))
+            if _collect(rx, 1, 0.3):
+                break
+        else:
+            pytest.fail("no echo from Pd")
+        while _collect(rx, 1, 0.3):
+            pass
+        for k, t in enumerate(times):
+            r.emit(PoseFrame(0, k, t, joints))
+        r.emit(Status(times[-1], "beats", {}, 0, 30.0, 120.0, "ok"))
+        r.flush()
+        got = _collect(rx, 6)
+    finally:
+        r.close()
+    poses = [m.args for m in got if m.address == "/momu/echo/pose/frame"]
+    assert len(poses) == 5
+    back = np.array([float(p[2]) + float(p[3]) for p in poses])  # float64 sum of Pd's two float32s
+    assert np.abs(back - np.array(times)).max() < 1e-6
+    assert np.allclose(np.diff(back), 0.001, atol=1e-6)  # 1 ms steps stay 1 ms steps
+    assert len(set(np.float32(times).tolist())) < 5  # what a lone float32 would have made of them
+    (status,) = [m.args for m in got if m.address == "/momu/echo/status"]
+    assert abs(float(status[0]) + float(status[1]) - times[-1]) < 1e-6

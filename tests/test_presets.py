@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _momu(*args, env=None, timeout=60):
+    """The real console script in its own process (for what depends on the process' environment: JACK)."""
     return subprocess.run([sys.executable, "-m", "momu_live.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, env=env)
 
@@ -60,18 +61,18 @@ def test_ableton_preset_without_midi_system_still_routes(caplog, monkeypatch):
     assert r.midi is None and "MIDI disabled" in caplog.text
 
 
-def test_cli_presets_list_and_show():
-    r = _momu("presets")
+def test_cli_presets_list_and_show(momu_cli):
+    r = momu_cli("presets")
     assert r.returncode == 0
     for n in ("generic", "ableton", "touchdesigner", "blender", "puredata"):
         assert n in r.stdout
-    r = _momu("presets", "show", "blender")
+    r = momu_cli("presets", "show", "blender")
     assert r.returncode == 0 and "blender_receiver.py" in r.stdout and "nodeosc" in r.stdout
-    r = _momu("presets", "show", "touchdesigner", "--json")
+    r = momu_cli("presets", "show", "touchdesigner", "--json")
     assert json.loads(r.stdout)["targets"][0]["port"] == 7000
-    r = _momu("presets", "path", "puredata")
+    r = momu_cli("presets", "path", "puredata")
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].endswith("momu_receiver.pd")
-    r = _momu("presets", "show", "nope")
+    r = momu_cli("presets", "show", "nope")
     assert r.returncode == 2 and "unknown preset 'nope'" in r.stderr and "ableton" in r.stderr
 
 
@@ -117,3 +118,20 @@ def test_momu_devices_sees_jack_audio_and_midi(jack_server):
     assert isinstance(d["cameras"], list)
     r = _momu("devices", env=env)
     assert r.returncode == 0 and "Cameras" in r.stdout and "system" in r.stdout
+
+
+def test_blender_receiver_reads_the_time_pair_and_the_older_frame_layout():
+    mod = _receiver_module()
+    j = np.random.default_rng(1).normal(size=(18, 3)).astype(np.float32)
+    t = 6.5 * 86400 + 0.0123
+    st = mod.PoseState(person=0)
+    for pkt in pack_bundles(grammar.pose_frame_messages(PoseFrame(0, 3, t, j))):
+        for a, args in mod.parse_packet(pkt):
+            st.handle(a, args)
+    assert abs(st.time - t) < 1e-6 and st.frames == 1
+    assert np.allclose([st.pos[n] for n in CANONICAL_JOINTS], grammar.to_blender(j), atol=1e-6)
+    old = mod.PoseState(person=0)  # i person, i frame, f time, xyz... (senders of the earlier grammar)
+    for a, args in mod.parse_packet(encode_message("/momu/pose/frame", [0, 3, 1.5, *j.reshape(-1).tolist()])):
+        old.handle(a, args)
+    assert old.time == 1.5 and np.allclose([old.pos[n] for n in CANONICAL_JOINTS], grammar.to_blender(j), atol=1e-6)
+    assert mod.momu_stop() is False  # nothing running: a no-op, also without bpy

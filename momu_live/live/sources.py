@@ -429,7 +429,8 @@ class AudioDeviceSource(Source):
 
 
 class OscPoseSource(Source):
-    """Poses from an external tracker as ``/momu/pose/frame person frame time x y z ...`` (J*3 floats).
+    """Poses from an external tracker as ``/momu/pose/frame i person, i frame, i time_s, f time_frac, x y z ...``
+    (J*3 floats; the older layout with one ``f time`` is accepted too: the argument count tells them apart).
 
     Has no thread of its own: the control input (``control.ControlInput``) calls ``on_message``.
     Frames are stamped with the engine clock at arrival; NaN joints are allowed (missing), a frame of
@@ -448,12 +449,13 @@ class OscPoseSource(Source):
 
     def on_message(self, address: str, args: list) -> None:
         wall = time.monotonic()
-        if len(args) != 3 + 3 * self.n_joints:
+        head = len(args) - 3 * self.n_joints  # 4: i time_s + f time_frac (momu's own output); 3: f time
+        if head not in (3, 4):
             self.malformed += 1
             return
         try:
             person, frame = int(args[0]), int(args[1])
-            joints = np.asarray(args[3:], np.float32).reshape(self.n_joints, 3)  # (J, 3)
+            joints = np.asarray(args[head:], np.float32).reshape(self.n_joints, 3)  # (J, 3)
         except (TypeError, ValueError):
             self.malformed += 1
             return
