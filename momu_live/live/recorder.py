@@ -189,7 +189,8 @@ class Recorder:
             self._wav.close()
             self._events.close()
             meta = {**self.meta, **(extra or {}), "counts": self.counts, "sample_rate": self.sample_rate,
-                    "audio_seconds": self._wav_n / self.sample_rate}
+                    "audio_seconds": self._wav_n / self.sample_rate,
+                    "audio_start_s": self._wav_t0}  # stream time of generated.wav's first sample
             (self.dir / "session.json").write_text(json.dumps(meta, indent=2, default=_json_default))
 
 
