@@ -27,9 +27,11 @@ class Beat:
     index: int
     time: float  # seconds since the stream started
     bpm: float
-    phase: float = 0.0  # beat phase in [0, 1) at emission
+    phase: float = 0.0  # position of the beat within the bar, (index mod meter) / meter: 0 on the downbeat
     downbeat: bool = False
     source: str = "motion"  # "motion" (kinematic) | "music" | "generated"
+    due_unix: float | None = None  # Unix time (time.time()) the beat falls on, when it is published ahead
+    #                                 of time (the OSC bundle timetag, the MIDI note time); None: it is due now
 
 
 @dataclass

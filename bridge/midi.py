@@ -6,7 +6,14 @@ Backend: rtmidi's default API (ALSA sequencer on Linux) when ``/dev/snd/seq`` ex
 
 ``MidiOut`` owns one thread that sends scheduled messages (note-offs, clock pulses) at their
 ``time.monotonic()`` deadlines; ``send``/``beat`` never block the caller.  Clock pulse ``24 k`` of the
-grid lands on tracked beat ``k`` (``clock_pulse_times`` is the pure scheduling rule).
+grid lands on tracked beat ``k`` (``clock_pulse_times`` is the pure scheduling rule).  A beat the beat
+clock publishes ahead of time (``Beat.due_unix``) is scheduled for its time: the note and the pulse
+grid land on the beat, not when the message arrived.
+
+``MidiClockIn`` is the other direction: MIDI clock from a DAW or drum machine (24 ppq) measured into a
+tempo (``clock_in_bpm``, the median pulse interval of the last beat), handed to a callback once a beat,
+so an external clock can hold the live engine's tempo (``LiveEngine.set_manual_tempo``); when the clock
+stops (``stop`` or no pulse for ``timeout_s``) the callback gets 0 (hand the tempo back).
 """
 from __future__ import annotations
 
@@ -146,6 +153,9 @@ class MidiOut:
         import mido
 
         now = time.monotonic()
+        at = now  # the beat's monotonic time: now, or later for a beat published ahead (due_unix)
+        if b.due_unix is not None and np.isfinite(b.due_unix):
+            at = max(now, now + float(b.due_unix) - time.time())
         if self.clock and np.isfinite(b.bpm) and 20.0 <= b.bpm <= 300.0:
             with self._cv:
                 if not self._started and self.send_start_stop:
@@ -153,17 +163,16 @@ class MidiOut:
                     self._seq += 1
                 self._started = True
                 step = 60.0 / float(b.bpm) / PPQ
-                # the grid gets a pulse at the beat; if the old grid just sent one (within half a step),
-                # that pulse stands for the beat: no double pulse, the next comes one step after it
-                near = self._last_pulse is not None and now - self._last_pulse < step / 2
-                anchor = self._last_pulse if near else now
-                self._anchor = (anchor, float(b.bpm))
-                self._next_pulse = anchor + step if near else now
+                # the grid gets a pulse at the beat; the next pulse is the first grid pulse after now that
+                # is at least half a step after the last one sent (no double pulse when the grid moves)
+                self._anchor = (at, float(b.bpm))
+                after = now if self._last_pulse is None else max(now, self._last_pulse + step / 2)
+                self._next_pulse = float(clock_pulse_times(at, float(b.bpm), after, after + 2 * step)[0])
                 self._cv.notify()
         if self.notes is not None:
             on, off, dur = beat_to_messages(b, self.notes)
-            self.schedule(now, on)
-            self.schedule(now + dur, off)
+            self.schedule(at, on)
+            self.schedule(at + dur, off)
 
     def set_bpm(self, bpm: float) -> None:
         """Change the clock tempo without a beat (keeps the current pulse phase)."""
@@ -233,3 +242,92 @@ class MidiOut:
                 self.port.close()
             except Exception as exc:
                 log.debug("closing MIDI port: %r", exc)
+
+
+# ------------------------------------------------------------------------------------------------
+# MIDI clock in
+
+
+def clock_in_bpm(pulse_times: np.ndarray) -> float:
+    """Tempo (BPM) of 24-ppq clock pulses at ``pulse_times`` (s, increasing): 60 / (24 x the median
+    interval); 0 with fewer than 3 pulses or a tempo outside 20-300 BPM."""
+    t = np.asarray(pulse_times, np.float64)
+    if len(t) < 3:
+        return 0.0
+    d = float(np.median(np.diff(t)))
+    bpm = 60.0 / (PPQ * d) if d > 0 else 0.0
+    return bpm if 20.0 <= bpm <= 300.0 else 0.0
+
+
+class MidiClockIn:
+    """MIDI clock input: ``on_tempo(bpm, beat_monotonic)`` once a beat (every 24 pulses after ``start``,
+    or after the first 24 pulses), ``on_tempo(0.0, None)`` on ``stop`` or after ``timeout_s`` without a
+    pulse.  ``port`` is a mido input port (``open_input``) or None to feed ``handle`` directly (tests)."""
+
+    def __init__(self, on_tempo, port=None, timeout_s: float = 1.0):
+        self.on_tempo = on_tempo
+        self.timeout_s = timeout_s
+        self.pulses: list[float] = []  # the last 25 pulse times (monotonic)
+        self.count = 0  # pulses since start
+        self.running = False
+        self.updates = 0
+        self.port = port
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._watchdog, name="midi-clock-in", daemon=True)
+        self._watch.start()
+        if port is not None:
+            port.callback = lambda msg: self.handle(msg.type, time.monotonic())
+
+    def handle(self, kind: str, t: float) -> None:
+        """One incoming realtime message (``clock``, ``start``, ``continue``, ``stop``) at monotonic ``t``."""
+        call = None
+        with self._lock:
+            if kind in ("start", "continue"):
+                self.pulses, self.count, self.running = [], 0, True
+            elif kind == "stop":
+                if self.running:
+                    call = (0.0, None)
+                self.pulses, self.running = [], False
+            elif kind == "clock":
+                self.running = True
+                self.pulses = (self.pulses + [t])[-(PPQ + 1):]
+                if self.count % PPQ == 0 and len(self.pulses) >= 3:  # pulse 24 k is beat k
+                    bpm = clock_in_bpm(np.array(self.pulses))
+                    if bpm > 0:
+                        call = (bpm, t)
+                self.count += 1
+        if call is not None:
+            self.updates += 1
+            self.on_tempo(*call)
+
+    def _watchdog(self) -> None:
+        while not self._stop.wait(0.25):
+            with self._lock:
+                lost = self.running and self.pulses and time.monotonic() - self.pulses[-1] > self.timeout_s
+                if lost:
+                    self.pulses, self.running = [], False
+            if lost:
+                self.on_tempo(0.0, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._watch.join(1.0)
+        if self.port is not None:
+            try:
+                self.port.close()
+            except Exception as exc:
+                log.debug("closing MIDI input: %r", exc)
+
+
+def open_input(substring: str, api: str | None = None, client_name: str = "momu"):
+    """A mido input port whose name contains ``substring`` (case-insensitive)."""
+    be = backend(api)
+    try:
+        names = be.get_input_names()
+    except Exception as exc:
+        raise MomuError(f"MIDI is unavailable ({exc}); start JACK or ALSA, or set MOMU_MIDI_API") from None
+    for n in names:
+        if substring.lower() in n.lower():
+            return be.open_input(n, client_name=client_name)
+    raise MomuError(f"no MIDI input matches {substring!r}; inputs: {', '.join(names) or 'none'} (see `momu devices`)")

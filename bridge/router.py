@@ -31,12 +31,13 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from momu_live import MomuError
 from momu_live.bridge import grammar
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
-from momu_live.bridge.osc import OscEncodeError
+from momu_live.bridge.osc import OscEncodeError, pack_bundles
 from momu_live.bridge.preset import load_preset, validate_preset
 from momu_live.bridge.transport import OscServer, RateLimitedLog, UdpSender
 from momu_live.models.timebase import DEFAULT_TIMEBASE
@@ -45,6 +46,39 @@ log = logging.getLogger(__name__)
 
 _OVERRIDES = {"osc_host", "osc_port", "style", "midi_port", "midi_virtual", "midi", "audio_device", "record",
               "sample_rate", "listen"}
+
+
+@dataclass(frozen=True)
+class TempoPolicyState:
+    """What AbletonOSC was last told (``sent_bpm``; None: nothing yet), the tempo it may be told next
+    (``cand_bpm``) and on how many downbeats in a row that candidate has held (``moved``)."""
+
+    sent_bpm: float | None = None
+    cand_bpm: float | None = None
+    moved: int = 0
+
+
+def ableton_tempo_step(state: TempoPolicyState, beat: Beat, tolerance: float, lasting_bars: int = 1
+                       ) -> tuple[float | None, TempoPolicyState]:
+    """The Ableton tempo policy (pure): the BPM to send now (or None) and the new state.
+
+    Tempo goes out only on a downbeat, so at most once a bar.  The first downbeat sends the tempo; later
+    a tempo that differs by >= ``tolerance`` BPM from the one sent goes out when it has held (within
+    ``tolerance`` of the first such downbeat's tempo) on ``lasting_bars + 1`` downbeats in a row, i.e.
+    for a whole bar: a passing wobble or a drifting estimate never reaches the DAW.
+    """
+    bpm = float(beat.bpm)
+    if not beat.downbeat or not (20.0 <= bpm <= 999.0):
+        return None, state
+    if state.sent_bpm is None:
+        return bpm, TempoPolicyState(bpm)
+    if abs(bpm - state.sent_bpm) < tolerance:
+        return None, TempoPolicyState(state.sent_bpm)
+    if state.cand_bpm is None or abs(bpm - state.cand_bpm) >= tolerance:
+        return None, TempoPolicyState(state.sent_bpm, bpm, 1)  # a new candidate starts counting
+    if state.moved + 1 > lasting_bars:
+        return bpm, TempoPolicyState(bpm)
+    return None, TempoPolicyState(state.sent_bpm, state.cand_bpm, state.moved + 1)
 
 
 def _kind(ev) -> str | None:
@@ -66,10 +100,11 @@ class OscTarget:
         self.cfg = cfg
         self.name, self.style, self.prefix = cfg["name"], cfg["style"], cfg["prefix"]
         self.events = set(cfg["events"])
-        self.sender = UdpSender(cfg["host"], cfg["port"], max_bytes=int(cfg["max_bytes"]))
+        self.sender = UdpSender(cfg["host"], cfg["port"], max_bytes=cfg["max_bytes"])
         self.bundle = bool(cfg["bundle"])
         self.encode_errors = 0
-        self._last_tempo: float | None = None
+        self.tempo_policy = TempoPolicyState()
+        self.tempo_sent = 0  # /live/song/set/tempo messages sent (ableton style)
         self._playing = False
         self._names_sent: dict[tuple, float] = {}
         self.release_at: float | None = None  # monotonic time the beat trigger falls back to 0 (joints style)
@@ -92,8 +127,9 @@ class OscTarget:
 
     def _ableton_beat(self, ev: Beat, msgs: list) -> list:
         out = []
-        if msgs and (self._last_tempo is None or abs(ev.bpm - self._last_tempo) >= float(self.cfg["tempo_tolerance"])):
-            self._last_tempo = float(ev.bpm)
+        bpm, self.tempo_policy = ableton_tempo_step(self.tempo_policy, ev, float(self.cfg["tempo_tolerance"]))
+        if msgs and bpm is not None:
+            self.tempo_sent += 1
             out += msgs
         if self.cfg["start_on_first_beat"] and not self._playing:
             self._playing = True
@@ -104,14 +140,20 @@ class OscTarget:
         msgs = self.messages(ev)
         if not msgs:
             return
+        timed = isinstance(ev, Beat) and ev.due_unix is not None and self.bundle and self.style != "ableton"
         try:
-            self.sender.send_messages(msgs, bundle=self.bundle)
+            if timed:  # a beat published ahead: one bundle whose timetag is the beat's time
+                for packet in pack_bundles(msgs, self.sender.max_bytes, grammar.beat_timetag(ev)):
+                    self.sender.send(packet)
+            else:
+                self.sender.send_messages(msgs, bundle=self.bundle)
         except OscEncodeError as exc:
             self.encode_errors += 1
             self._log.warn("encode", "OSC target %s: cannot encode %s: %s", self.name, type(ev).__name__, exc)
             return
         if isinstance(ev, Beat) and grammar.beat_release_messages(self.style, self.prefix):
-            self.release_at = time.monotonic() + grammar.TRIGGER_RELEASE_S
+            ahead = max(0.0, ev.due_unix - time.time()) if ev.due_unix is not None else 0.0
+            self.release_at = time.monotonic() + ahead + grammar.TRIGGER_RELEASE_S
 
     def release(self, now: float) -> None:
         """Send the beat trigger's fall back to 0 when it is due (called by the router's thread)."""
@@ -125,7 +167,8 @@ class OscTarget:
             self.sender.send_messages(grammar.transport_messages(play, self.style, self.prefix), bundle=False)
 
     def stats(self) -> dict:
-        return {**self.sender.stats(), "encode_errors": self.encode_errors, "host": self.sender.host,
+        return {**self.sender.stats(), "encode_errors": self.encode_errors, "tempo_sent": self.tempo_sent,
+                "host": self.sender.host,
                 "port": self.sender.port, "style": self.style}
 
     def close(self) -> None:

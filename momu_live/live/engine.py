@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
+from momu_live.live.beatclock import BeatClock, BeatClockConfig
 from momu_live.live.buffer import AudioRing, PoseRing
 from momu_live.live.continuity import ContinuityConfig
 from momu_live.live.control import ControlBinding, ControlInput
@@ -34,7 +35,7 @@ from momu_live.live.latency import LatencyStats, rss_mb
 from momu_live.live.playout import Playout
 from momu_live.live.scheduler import LiveSettings, SchedulerConfig, WindowScheduler
 from momu_live.live.sources import AudioItem, PoseItem, Source
-from momu_live.live.tempo import TempoConfig, TempoTracker
+from momu_live.live.tempo import TempoConfig
 from momu_live.live.window import LiveWindow
 from momu_live.models.skeleton import CANONICAL_JOINTS
 from momu_live.models.timebase import DEFAULT_TIMEBASE
@@ -59,7 +60,8 @@ class EngineConfig:
     playout_s: float | None = None  # delay of generated poses (default: hop + 0.1 s); 0 = send at once
     realtime: bool = True
     stop_when_source_ends: bool = True
-    tempo: TempoConfig = field(default_factory=TempoConfig)
+    tempo: TempoConfig = field(default_factory=TempoConfig)  # the late tracker's settings (kept for callers)
+    beatclock: BeatClockConfig = field(default_factory=BeatClockConfig)  # the predictive beat clock (beats, tempo)
     continuity: ContinuityConfig | None = field(default_factory=ContinuityConfig)  # None: no gap filling
 
 
@@ -75,7 +77,9 @@ class LiveEngine:
         self.stats = LatencyStats()
         self.poses = PoseRing(int(cfg.buffer_s * 120) + 16, len(CANONICAL_JOINTS))
         self.audio = AudioRing(cfg.buffer_s, cfg.sample_rate)
-        self.tracker = TempoTracker(cfg.tempo)
+        self.tracker = BeatClock(cfg.beatclock)  # tempo + phase; beats published lead_s ahead (beatclock.py)
+        self.tempo_origin = ""  # "" = follows the input; else who holds the tempo ("osc", "midi clock", "link")
+        self._unix0 = time.time() - time.monotonic()  # + monotonic = Unix time (OSC timetags), fixed per engine
         self.settings = LiveSettings(cfg.window_s, cfg.hop_s)
         self._tempo_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
@@ -105,6 +109,8 @@ class LiveEngine:
             emits_beats=lambda: self.cfg.mode == Mode.JOINT and self.source.kind == "none")
         self.scheduler.mode_switched = self._mode_switched
         self.scheduler.on_beat = lambda t, k: setattr(self, "last_beat", (t, k))
+        if link is not None and hasattr(link, "on_peer_tempo") and link.on_peer_tempo is None:
+            link.on_peer_tempo = lambda bpm: self.external_tempo(bpm, "link")  # a Link peer's tempo holds
         if control is not None:
             inputs = {source.ADDRESS: source.on_message} if hasattr(source, "on_message") else {}
             control.bind(ControlBinding(self._actions(), inputs))
@@ -113,9 +119,17 @@ class LiveEngine:
     def _actions(self) -> dict:
         s = self.settings
 
-        def set_tempo(v, c):
-            with self._tempo_lock:
-                self.tracker.set_bpm(v)
+        def set_tempo(v, c):  # /momu/tempo/set/bpm: >= 20 holds that tempo, 0 (< 20) hands it back
+            if v >= 20.0:
+                self.set_manual_tempo(v, "osc")
+            else:
+                self.follow_input()
+
+        def follow(v, c):  # /momu/tempo/set/follow: 1 follows the input again, 0 holds the current tempo
+            if v:
+                self.follow_input()
+            elif self.tracker.bpm > 0:
+                self.set_manual_tempo(self.tracker.bpm, "osc")
 
         def set_model(v, c):
             s.model_controls[c.address] = v  # steps / guidance / beat for a model back-end (LiveWindow.controls)
@@ -126,9 +140,52 @@ class LiveEngine:
                 transport(bool(v))
 
         return {"hop": lambda v, c: setattr(s, "hop_s", v), "window": lambda v, c: setattr(s, "window_s", v),
-                "gain": lambda v, c: setattr(s, "gain", v), "bpm": set_tempo, "model": set_model,
+                "gain": lambda v, c: setattr(s, "gain", v), "bpm": set_tempo, "follow": follow, "model": set_model,
                 "mode": lambda v, c: setattr(s, "pending_mode", v), "play": play,
                 "stop": lambda v, c: self.stop("control message")}
+
+    # -- tempo: manual hold and hand-back (OSC controls, MIDI clock in, Ableton Link peers) ---------
+    def set_manual_tempo(self, bpm: float, origin: str = "osc", beat_at: float | None = None) -> None:
+        """Hold the beat clock at ``bpm`` until ``follow_input`` (``beat_at``: a beat's stream time from
+        the external clock, which the grid then goes through)."""
+        if not (20.0 <= float(bpm) <= 300.0):
+            return
+        with self._tempo_lock:
+            self.tracker.set_manual(float(bpm), self._beat_now(), beat_at)
+        if self.tempo_origin != origin:
+            self.report(f"tempo held at {float(bpm):.1f} BPM by {origin} (/momu/tempo/set/follow 1 hands it back)")
+        self.tempo_origin = origin
+
+    def follow_input(self) -> None:
+        """Hand the tempo back to the tracker (it continues from the held tempo)."""
+        with self._tempo_lock:
+            self.tracker.release_manual()
+        release = getattr(self.link, "release", None)
+        if release is not None:
+            release()  # a Link session follows the engine again
+        if self.tempo_origin:
+            self.report("tempo follows the input again")
+        self.tempo_origin = ""
+
+    def external_tempo(self, bpm: float, origin: str, at_monotonic: float | None = None) -> None:
+        """A tempo from an external clock (``bridge.midi.MidiClockIn`` callback, a Link peer): ``bpm``
+        >= 20 holds it (``at_monotonic``: a beat's ``time.monotonic()``), 0 hands the tempo back, but only
+        when ``origin`` holds it (an OSC hold is not ended by a clock that stops)."""
+        if bpm >= 20.0:
+            self.set_manual_tempo(bpm, origin, None if at_monotonic is None else at_monotonic - self._t0)
+        elif self.tempo_origin == origin:
+            self.follow_input()
+
+    def stream_to_unix(self, t: float) -> float:
+        """Stream time (engine clock) -> Unix time, for OSC bundle timetags."""
+        return self._unix0 + self._t0 + float(t)
+
+    def _beat_now(self, t_input: float | None = None) -> float:
+        """The clock the beat clock publishes against: the engine clock in real time, the input's
+        stream time with ``realtime=False`` (there the input runs ahead of the wall clock)."""
+        if self.cfg.realtime or t_input is None:
+            return self.clock()
+        return float(t_input)
 
     def _mode_switched(self, mode: str) -> None:
         self.cfg.mode = mode
@@ -199,9 +256,9 @@ class LiveEngine:
         if self.cfg.mode in ("beats", "motion2music", "joint"):
             w0 = time.monotonic()
             with self._tempo_lock:
-                ticks = self.tracker.add_pose(joints, it.t)
+                self.tracker.add_pose(joints, it.t)
             self.stats.add("tempo", (time.monotonic() - w0) * 1000.0)
-            self._emit_ticks(ticks, "motion", it.wall)
+            self._emit_ticks(self._beat_now(it.t), "motion", it.wall)
 
     def capture_wall(self, frame: int) -> float | None:
         """Capture time (time.monotonic) of a recent primary pose frame, None when unknown/overwritten."""
@@ -224,18 +281,23 @@ class LiveEngine:
         if self.cfg.mode in ("music2motion", "joint", "beats", "motion2music"):
             w0 = time.monotonic()
             with self._tempo_lock:
-                ticks = self.tracker.add_audio(it.samples, it.t, it.sample_rate)
+                self.tracker.add_audio(it.samples, it.t, it.sample_rate)
             self.stats.add("tempo", (time.monotonic() - w0) * 1000.0)
-            self._emit_ticks(ticks, "music", it.wall)
+            self._emit_ticks(self._beat_now(it.t + len(it.samples) / it.sample_rate), "music", it.wall)
 
-    def _emit_ticks(self, ticks, source: str, wall: float) -> None:
-        for b in ticks:
+    def _emit_ticks(self, now: float, source: str, wall: float) -> None:
+        """Publish the beat clock's beats due within ``lead_s`` of ``now``: each once, ahead of time, with
+        its predicted stream time, the bar phase and its Unix time (the OSC bundle timetag)."""
+        with self._tempo_lock:
+            beats = self.tracker.due(now)
+        for b in beats:
             self.last_beat = (b.time, b.index)
-            ev = Beat(b.index, b.time, round(b.bpm, 3), 0.0, b.downbeat, source)
+            ev = Beat(b.index, b.time, round(b.bpm, 3), b.phase, b.downbeat, source,
+                      due_unix=self.stream_to_unix(b.time) if self.cfg.realtime else None)
             self._queue(ev, {"wall": wall})
             if self.link is not None:
                 try:
-                    self.link.beat(b.time, b.bpm)
+                    self.link.beat(b.time, b.bpm, b.downbeat)
                 except Exception as exc:
                     log.debug("link: %r", exc)
 
@@ -259,7 +321,7 @@ class LiveEngine:
                           pose_times=pw.times, poses=pw.joints, pose_confidence=pw.confidence, pose_valid=pw.valid,
                           audio=audio, sample_rate=self.cfg.sample_rate, bpm=bpm,
                           beat_time=lb[0] if lb else None, beat_index=lb[1] if lb else 0,
-                          meter=self.cfg.tempo.meter, controls=controls)
+                          meter=self.cfg.beatclock.meter, controls=controls)
 
     def _worker(self) -> None:
         try:
@@ -293,6 +355,8 @@ class LiveEngine:
         if fills:
             parts.append("late windows: continued " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(fills.items()))
                          + " in the last 5 s")
+        if self.tempo_origin:
+            parts.append(f"tempo held by {self.tempo_origin}")
         parts += [m for (w, m) in list(self._reports) if now - w <= 5.0]
         with self._tempo_lock:
             bpm = self.tracker.bpm
