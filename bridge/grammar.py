@@ -148,12 +148,13 @@ def joint_names_message(names: tuple[str, ...], prefix: str = PREFIX) -> Msg:
 
 # --------------------------------------------------------------------------------------------- beats
 def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> list[Msg]:
-    """generic/nodeosc: ``<prefix>/beat  i index, f time, f bpm, f phase, i downbeat, s source``.
+    """generic/nodeosc: ``<prefix>/beat  i index, i time_s, f time_frac, f bpm, f phase, i downbeat, s source``.
 
-    ``time`` is the beat's predicted stream time (it is published ``lead_s`` ahead, inside a bundle whose
+    ``time_s + time_frac`` (``time_args``) is the beat's predicted stream time (it is published ``lead_s`` ahead, inside a bundle whose
     timetag is that time: ``beat_timetag``); ``phase`` the beat's position in the bar, ``(index mod
     meter) / meter`` (0 on the downbeat).
-    joints: floats ``<prefix>/beat/index|time|bpm|phase|downbeat`` and ``<prefix>/beat/trigger 1.0``; the
+    joints: floats ``<prefix>/beat/index|time_s|time_frac|time|bpm|phase|downbeat`` (``time`` the plain float
+    seconds, kept for compatibility) and ``<prefix>/beat/trigger 1.0``; the
     router sends ``beat_release_messages`` (trigger 0.0) ``TRIGGER_RELEASE_S`` after the beat, so a Trigger
     CHOP sees a rising edge on every beat (``/momu/beat/index`` is the beat counter).
     ableton: ``/live/song/set/tempo f bpm`` (AbletonOSC; the router sends it at most once a bar, on a
@@ -163,10 +164,12 @@ def beat_messages(beat: Beat, style: str = "generic", prefix: str = PREFIX) -> l
     if style == "ableton":
         return [("/live/song/set/tempo", [bpm])] if math.isfinite(bpm) and 20.0 <= bpm <= 999.0 else []
     if style in ("generic", "nodeosc"):
-        return [(f"{prefix}/beat", [int(beat.index), float(beat.time), bpm, float(beat.phase), int(bool(beat.downbeat)),
-                                    str(beat.source)])]
+        return [(f"{prefix}/beat", [int(beat.index), *time_args(beat.time), bpm, float(beat.phase),
+                                    int(bool(beat.downbeat)), str(beat.source)])]
     if style == "joints":
-        return [(f"{prefix}/beat/index", [float(beat.index)]), (f"{prefix}/beat/time", [float(beat.time)]),
+        sec, frac = time_args(beat.time)
+        return [(f"{prefix}/beat/index", [float(beat.index)]), (f"{prefix}/beat/time_s", [float(sec)]),
+                (f"{prefix}/beat/time_frac", [frac]), (f"{prefix}/beat/time", [float(beat.time)]),
                 (f"{prefix}/beat/bpm", [bpm]), (f"{prefix}/beat/phase", [float(beat.phase)]),
                 (f"{prefix}/beat/downbeat", [float(bool(beat.downbeat))]), (f"{prefix}/beat/trigger", [1.0])]
     raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
@@ -408,6 +411,12 @@ def status_fields(args: list) -> dict:
     rest = list(args[len(head):])
     d["latency"] = {str(k): float(v) for k, v in zip(rest[::2], rest[1::2])}
     return d
+
+
+def beat_fields(args: list) -> dict:
+    """Receiver side of the generic ``/momu/beat`` message: its arguments by name (``time`` joined)."""
+    return {"index": int(args[0]), "time": join_time(args[1], args[2]), "bpm": float(args[3]),
+            "phase": float(args[4]), "downbeat": bool(args[5]), "source": str(args[6])}
 
 
 def pose_frame_fields(args: list) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from momu_live.bridge.grammar import beat_fields
 from momu_live.bridge.events import Beat
 from momu_live.bridge.router import TempoPolicyState, ableton_tempo_step
 from momu_live.live.beatclock import (BeatClockConfig, BeatClockState, beatclock_step, clock_bpm, due_beats, predict,
@@ -175,7 +176,7 @@ def _beat_receiver():
             if isinstance(pkt, Bundle):
                 for m in pkt.messages:
                     if m.address == "/momu/beat":
-                        got.append((arrival, timetag_to_unix(pkt.timetag), m.args))
+                        got.append((arrival, timetag_to_unix(pkt.timetag), beat_fields(m.args)))
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
@@ -215,11 +216,11 @@ def test_engine_publishes_beats_ahead_with_timetags_and_holds_a_manual_tempo():
     assert len(got) >= 25
     leads = np.array([tag - arrival for arrival, tag, _ in got])
     assert leads.min() >= 0.05, leads  # every beat is on the wire >= 50 ms before it falls
-    phases = {round(a[3], 3) for _, _, a in got}
+    phases = {round(a["phase"], 3) for _, _, a in got}
     assert phases == {0.0, 0.25, 0.5, 0.75}  # the bar phase is real
-    held = [a[2] for arrival, _, a in got if t_hold + 0.3 < arrival < t_back]
+    held = [a["bpm"] for arrival, _, a in got if t_hold + 0.3 < arrival < t_back]
     assert len(held) >= 15 and all(b == pytest.approx(100.0) for b in held)  # > 10 s held, nothing moved it
-    after = [a[2] for arrival, _, a in got if arrival > t_back + 1.5]
+    after = [a["bpm"] for arrival, _, a in got if arrival > t_back + 1.5]
     assert after and abs(after[-1] - 112.3) < 3  # handed back: the music's tempo again
     assert engine.tempo_origin == ""
 

@@ -209,7 +209,9 @@ def test_nodeosc_is_blender_axes():
 
 def test_beat_status_audio_generic():
     (b,) = grammar.beat_messages(Beat(7, 3.5, 121.5, 0.0, True, "music"))
-    assert b == ("/momu/beat", [7, 3.5, 121.5, 0.0, 1, "music"])
+    assert b == ("/momu/beat", [7, 3, 0.5, 121.5, 0.0, 1, "music"])
+    assert grammar.beat_fields(b[1]) == {"index": 7, "time": 3.5, "bpm": 121.5, "phase": 0.0, "downbeat": True,
+                                         "source": "music"}
     (s,) = grammar.status_messages(Status(9.0, "motion2music", {"capture": 1.0, "model": 40.0}, 2, 29.5, 120.0, "ok"))
     assert s[0] == "/momu/status"
     assert s[1] == [9, 0.0, "motion2music", 29.5, 120.0, 2, "ok", "capture", 1.0, "model", 40.0]
@@ -435,7 +437,8 @@ def test_router_generic_end_to_end_bundles_under_mtu():
     assert [(m.args[0], m.args[1]) for m in frames[:4]] == [(0, 0), (1, 0), (0, 1), (1, 1)]
     assert len(frames) == 60
     assert np.allclose(frames[7].args[4:], np.arange(54) / 10.0)
-    beats = np.array([m.args[:3] for m in got if m.address == "/momu/beat"])
+    beats = np.array([[b["index"], b["time"], b["bpm"]] for b in
+                      (grammar.beat_fields(m.args) for m in got if m.address == "/momu/beat")])
     assert np.allclose(beats, [[0, 0.0, 120.0], [1, 10 / 30, 120.0], [2, 20 / 30, 120.0]])
     assert got[0] == Message("/momu/pose/joints", list(CANONICAL_JOINTS))
     st = [m for m in got if m.address == "/momu/status"]
@@ -453,14 +456,14 @@ def test_router_touchdesigner_and_ableton_tempo_dedupe():
     preset["targets"][0]["port"] = ab_rx.getsockname()[1]
     preset["listen"]["enabled"] = False
     ab = Router(preset, {"osc_port": momu_rx.getsockname()[1], "midi": False})
-    for i, bpm in enumerate([120.0, 120.2, 120.4, 121.0, 121.1, 90.0]):
-        ab.emit(Beat(i, i * 0.5, bpm))
+    for i, bpm in enumerate([120.0] * 4 + [120.2] * 4 + [121.0] * 8 + [90.0] * 8):  # tempo to Live once a bar
+        ab.emit(Beat(i, i * 0.5, bpm, downbeat=i % 4 == 0))
     ab.transport(True)
     ab.close()
     got = _drain(ab_rx)
     assert [m.args[0] for m in got if m.address == "/live/song/set/tempo"] == pytest.approx([120.0, 121.0, 90.0])
     assert [m.address for m in got][-2:] == ["/live/song/start_playing", "/live/song/stop_playing"]
-    assert len([m for m in _drain(momu_rx) if m.address == "/momu/beat"]) == 6
+    assert len([m for m in _drain(momu_rx) if m.address == "/momu/beat"]) == 24
     for s in (td_rx, ab_rx, momu_rx):
         s.close()
 

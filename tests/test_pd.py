@@ -88,7 +88,8 @@ def test_pd_receives_stream_and_echoes_it(pd_peer):
     beats = [m.args for m in got if m.address == "/momu/echo/beat"]
     assert len(beats) == 6
     for k, b in enumerate(beats):
-        assert b[:5] == pytest.approx([k, k * 0.5, 120.0 + k, 0.0, float(k % 4 == 0)]) and b[5] == "motion"
+        assert b[:6] == pytest.approx([k, float(int(k * 0.5)), k * 0.5 % 1, 120.0 + k, 0.0, float(k % 4 == 0)])
+        assert b[6] == "motion"
     poses = [m.args for m in got if m.address == "/momu/echo/pose/frame"]
     gens = [m.args for m in got if m.address == "/momu/echo/gen/pose/frame"]
     assert len(poses) == 6 and len(gens) == 6

@@ -270,6 +270,7 @@ def run_live(spec: str, seconds: float, lead: float | None) -> list[dict]:
     import time
     from dataclasses import replace
 
+    from momu_live.bridge.grammar import beat_fields
     from momu_live.bridge.osc import Bundle, decode_packet, timetag_to_unix
     from momu_live.live.backend import make_backend
     from momu_live.live.engine import EngineConfig, LiveEngine
@@ -296,9 +297,10 @@ def run_live(spec: str, seconds: float, lead: float | None) -> list[dict]:
             tag = timetag_to_unix(pkt.timetag) if isinstance(pkt, Bundle) and pkt.timetag != 1 else None
             for m in (pkt.messages if isinstance(pkt, Bundle) else [pkt]):
                 if m.address == "/momu/beat":
-                    got.append({"index": int(m.args[0]), "time": float(m.args[1]), "bpm": float(m.args[2]),
-                                "phase": float(m.args[3]), "downbeat": bool(m.args[4]),
-                                "lead": None if tag is None else tag - arrival, "arrival": arrival})
+                    b = beat_fields(m.args)
+                    got.append({"index": b["index"], "time": b["time"], "bpm": b["bpm"], "phase": b["phase"],
+                                "downbeat": b["downbeat"], "lead": None if tag is None else tag - arrival,
+                                "arrival": arrival})
 
     th = threading.Thread(target=rx, daemon=True)
     th.start()
