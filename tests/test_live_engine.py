@@ -461,3 +461,32 @@ def test_load_ladder_gives_up_guidance_then_steps_and_takes_them_back():
     assert all(s >= 2 for s, _ in be.seen[:n_under])  # it stopped at the rung that was enough (never 1 step)
     msgs = [str(a) for _, a in mon.of("/momu/status")]
     assert any("under load" in m and "beat guidance off" in m for m in msgs)
+
+
+def test_a_held_tempo_publishes_beats_with_no_input_at_all():
+    """--source none with a tempo set over OSC: the beat clock runs on its own, on the held tempo."""
+    import socket
+
+    from momu_live.bridge.grammar import beat_fields
+    from momu_live.live.control import ControlInput
+
+    mon = OscMonitor()
+    control = ControlInput("127.0.0.1", 0)
+    engine = LiveEngine(EngineConfig(mode="beats"), make_source_none(), make_backend("beats"),
+                        make_output(None, "127.0.0.1", mon.port), control=control)
+    runner = threading.Thread(target=engine.run, kwargs={"duration": 6.0})
+    runner.start()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        time.sleep(0.5)
+        assert not mon.of("/momu/beat")  # nothing drives the clock yet
+        s.sendto(osc_message("/momu/tempo/set/bpm", [100.0]), ("127.0.0.1", control.port))
+        runner.join(10)
+    finally:
+        s.close()
+        mon.close()
+    beats = [beat_fields(a) for _, a in mon.of("/momu/beat")]
+    assert len(beats) >= 6 and {b["source"] for b in beats} == {"manual"}
+    gaps = np.diff([b["time"] for b in beats])
+    assert np.allclose(gaps, 0.6, atol=0.01)  # 100 BPM, on the clock's own grid
+    assert [b["index"] for b in beats] == list(range(beats[0]["index"], beats[0]["index"] + len(beats)))

@@ -63,6 +63,9 @@ def register(subparsers) -> None:
     p.add_argument("--audio-out", default=None, metavar="DEVICE", help="play generated audio on this output device")
     p.add_argument("--midi-out", default=None, metavar="PORT",
                    help="MIDI beat notes + clock (24 ppq) to this port (name substring; bridge/midi.py)")
+    p.add_argument("--midi-clock-in", default=None, metavar="PORT",
+                   help="follow a MIDI clock from this input port (name substring): its tempo holds the beat clock "
+                        "while it runs; stop hands the tempo back to the dancer / music")
     p.add_argument("--link", action="store_true", help="Ableton Link tempo sync (needs aalink; optional)")
     p.add_argument("--print-status", action="store_true", help="print each status heartbeat to stdout")
     p.set_defaults(func=run)
@@ -122,6 +125,12 @@ def run(args) -> int:
 
             link = LinkSync()
             opened.append(link)
+        clock_port = None
+        if args.midi_clock_in:
+            from momu_live.bridge.midi import open_input
+
+            clock_port = open_input(args.midi_clock_in)  # fails early, naming the inputs
+            opened.append(clock_port)
         recorder = None
         if args.record:
             from momu_live.live.recorder import Recorder
@@ -137,6 +146,12 @@ def run(args) -> int:
                        realtime=not args.fast)
     engine = LiveEngine(cfg, source, backend, output, recorder, control, link, backend_factory=backend_factory)
 
+    clock_in = None
+    if clock_port is not None:
+        from momu_live.bridge.midi import MidiClockIn
+
+        clock_in = MidiClockIn(lambda bpm, at: engine.external_tempo(bpm, "midi clock", at), clock_port)
+
     def on_signal(signum, frame):
         engine.stop(signal.Signals(signum).name)
 
@@ -146,7 +161,11 @@ def run(args) -> int:
     osc_to = ", ".join(f"{t.sender.host}:{t.sender.port}" for t in getattr(output, "targets", [])) or "no OSC target"
     log.info("momu live: %s -> %s (%s), OSC to %s, control on %s:%d", args.source, mode, backend.info.label,
              osc_to, control.host, control.port)
-    reason = engine.run(args.duration)
+    try:
+        reason = engine.run(args.duration)
+    finally:
+        if clock_in is not None:
+            clock_in.close()
     log.info("stopped: %s; %d windows, %d dropped, %d beats", reason, engine.windows, engine.dropped, engine.beats_sent)
     return 0
 

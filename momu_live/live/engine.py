@@ -42,6 +42,7 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.modes import Mode
 
 log = logging.getLogger(__name__)
+PUMP_S = 0.02  # how often held-tempo beats are published while no input drives the beat clock
 SILENT_S = 2.0  # an audio input this long below SILENT_DBFS is reported in the status
 SILENT_DBFS = -70.0
 
@@ -106,7 +107,7 @@ class LiveEngine:
             self.settings, backend, backend_factory, clock=self.clock, input_time=self._input_time,
             source_finished=lambda: self.source.finished, cut=self.cut_window, put=self._queue, stats=self.stats,
             report=self.report, wakeup=self._data,
-            emits_beats=lambda: self.cfg.mode == Mode.JOINT and self.source.kind == "none")
+            emits_beats=lambda: self.cfg.mode == Mode.JOINT and self.source.kind == "none" and not self.tempo_origin)
         self.scheduler.mode_switched = self._mode_switched
         self.scheduler.on_beat = lambda t, k: setattr(self, "last_beat", (t, k))
         if link is not None and hasattr(link, "on_peer_tempo") and link.on_peer_tempo is None:
@@ -376,6 +377,19 @@ class LiveEngine:
         rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
         return rms < 10 ** (SILENT_DBFS / 20)
 
+    def _beat_pump(self) -> None:
+        """Publish the beat clock's beats when no input drives it (``--source none``, a stalled camera) but
+        a held tempo does (OSC, MIDI clock in, Link): every ``PUMP_S`` while the input is quiet."""
+        while not self._stop.wait(PUMP_S):
+            if not self.tempo_origin:
+                continue
+            last_in = self.frames_in[-1] if self.frames_in else -math.inf
+            if time.monotonic() - last_in > 2 * PUMP_S:
+                try:
+                    self._emit_ticks(self.clock(), "manual", time.monotonic())
+                except Exception as exc:  # never let the pump die
+                    log.debug("beat pump: %r", exc)
+
     def _heartbeat(self) -> None:
         period = 1.0 / max(1.0, self.cfg.heartbeat_hz)
         nxt = time.monotonic()
@@ -393,7 +407,8 @@ class LiveEngine:
         if prepare is not None:
             prepare()
         self._t0 = time.monotonic()
-        for name, target in (("momu-worker", self._worker), ("momu-output", self._output), ("momu-heartbeat", self._heartbeat)):
+        for name, target in (("momu-worker", self._worker), ("momu-output", self._output), ("momu-heartbeat", self._heartbeat),
+                             ("momu-beats", self._beat_pump)):
             th = threading.Thread(target=target, name=name, daemon=True)
             th.start()
             self._threads.append(th)
