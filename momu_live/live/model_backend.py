@@ -35,13 +35,14 @@ import functools
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import torch
 
 from momu_live import MomuError
 from momu_live.bridge.grammar import BEAT_ADDR, GUIDANCE_ADDR, LOOKAHEAD_ADDR, STEPS_ADDR
+from momu_live.live.beatclock import BeatClockConfig, BeatClockState, beatclock_step, due_beats
+from momu_live.live.tempo import AudioOnsetState, audio_onset_step
 from momu_live.live.window import BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.audio import MelStreamState, mel_stream, mel_stream_init
 from momu_live.models.generation import SamplerSpec, StreamState, with_steps
@@ -50,6 +51,7 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.modes import Mode
 
 TB = DEFAULT_TIMEBASE
+BEATCLOCK = BeatClockConfig()  # joint: beats of the generated music
 SAMPLES_PER_FRAME = TB.hop_length * TB.motion_per_mel  # 1024 audio samples per model motion frame
 
 
@@ -139,7 +141,8 @@ class ModelBackendState:
     in_next: int = 0  # music2motion: next input sample to take
     mel: MelStreamState | None = None  # music2motion: streaming log-mel
     mel_pending: torch.Tensor | None = None  # (80, r < 8) mel frames waiting for a whole latent
-    tracker: Any = None  # joint: live.tempo.TempoTracker on the generated audio (an object that mutates)
+    beats: BeatClockState | None = None  # joint: the beat clock on the generated audio (live/beatclock.py)
+    onsets: AudioOnsetState | None = None  # joint: its onset envelope state
 
 
 class ModelBackend:
@@ -345,10 +348,8 @@ class ModelBackend:
         if state.stream is not None and end - (state.s0 + spl * state.fed) > self.max_gap_s * self.sr + spl:
             state = replace(state, stream=None)  # windows were skipped
         if state.stream is None:
-            from momu_live.live.tempo import TempoTracker
-
             s0 = -(-int(round(w.hop_start * self.sr)) // spl) * spl  # on the absolute latent grid
-            state = self._start(state, s0=s0, tracker=TempoTracker())
+            state = self._start(state, s0=s0, beats=BeatClockState(), onsets=AudioOnsetState())
         k = (end - state.s0) // spl - state.fed
         if k < 1:
             return BackendOutput(audio=np.zeros(0, np.float32), audio_time=(state.s0 + state.out_samples) / self.sr), state
@@ -361,9 +362,12 @@ class ModelBackend:
         times = self._pose_times(state.s0, state.out_frames, len(j))
         state = replace(state, out_frames=state.out_frames + len(j))
         beats = []
-        if len(wav):
-            for b in state.tracker.add_audio(wav, t, self.sr):  # the tracker object lives in the state
-                beats.append((b.index, b.time, b.bpm, b.downbeat))
+        if len(wav):  # the beat clock on the generated music: its beats, published ahead like the engine's
+            ts, fx, onsets = audio_onset_step(wav, t, self.sr, state.onsets)
+            bc = beatclock_step(ts, fx, state.beats, BEATCLOCK) if len(ts) else state.beats
+            due, bc = due_beats(bc, BEATCLOCK, t + len(wav) / self.sr)
+            beats = [(b.index, b.time, b.bpm, b.downbeat) for b in due]
+            state = replace(state, beats=bc, onsets=onsets)
         return BackendOutput(audio=wav, audio_time=t, pose_times=times, poses=j, beats=beats, decode_ms=dec_ms), state
 
 

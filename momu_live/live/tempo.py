@@ -18,7 +18,10 @@ Pipeline (all causal, state explicit, chunked == whole):
 3. On every grid sample that passes the predicted beat a ``BeatTick`` is emitted (index, exact time,
    BPM, downbeat every ``meter`` beats).
 
-``TempoTracker`` is the small stateful wrapper the live engine uses.
+The onset envelopes (step 1) feed the engine's predictive beat clock (``beatclock.py``), the one tempo and
+beat tracker of the live path.  ``tempo_step`` / ``TempoTracker`` (steps 2-3: a beat is emitted when the
+grid passes it, i.e. late) are the previous tracker, kept only as the baseline row of ``momu eval
+live-beats``.
 """
 from __future__ import annotations
 
