@@ -93,3 +93,52 @@ def test_jack_midi_beats_and_clock_arrive(jack_server):
         assert np.min(np.abs(clocks - t_on)) < 0.02
     assert any("probe" in n for n in res["outs"])  # the probe's input is a destination we can open by name
     assert res["router"]["sent"] >= 2 and res["router"]["errors"] == 0
+
+
+_JACK_CLOCK_IN = r"""
+import json, subprocess, threading, time
+import mido
+from momu_live.bridge import midi
+from momu_live.live.backend import make_backend
+from momu_live.live.engine import EngineConfig, LiveEngine
+from momu_live.live.sources import make_source
+
+be = midi.backend("UNIX_JACK")
+src = be.open_output("clock-out", virtual=True, client_name="daw")  # a DAW sending MIDI clock
+port = be.open_input("clock-in", virtual=True, client_name="momu")
+subprocess.run(["jack_connect", "daw:clock-out", "momu:clock-in"], check=True)
+engine = LiveEngine(EngineConfig(mode="beats"), make_source("none"), make_backend("beats"))
+clock_in = midi.MidiClockIn(lambda bpm, at: engine.external_tempo(bpm, "midi clock", at), port)
+runner = threading.Thread(target=engine.run, kwargs={"duration": 6.0})
+runner.start()
+time.sleep(0.3)
+src.send(mido.Message("start"))
+t0 = time.monotonic()
+period = 60.0 / 132.0 / 24  # 132 BPM at 24 pulses per quarter note
+k = 0
+held = []
+while time.monotonic() < t0 + 3.0:
+    while time.monotonic() < t0 + k * period:
+        time.sleep(0.0005)
+    src.send(mido.Message("clock"))
+    k += 1
+    held.append((engine.tempo_origin, engine.tracker.bpm))
+src.send(mido.Message("stop"))
+time.sleep(0.5)
+after = engine.tempo_origin
+engine.stop()
+runner.join(10)
+clock_in.close()
+src.close()
+print(json.dumps({"origin": held[-1][0], "bpm": held[-1][1], "after": after, "beats": engine.beats_sent}))
+"""
+
+
+def test_jack_midi_clock_in_holds_the_engine_tempo_until_stop(jack_server):
+    """A real JACK MIDI clock at 132 BPM drives the engine's beat clock; MIDI stop hands the tempo back."""
+    r = subprocess.run([sys.executable, "-c", _JACK_CLOCK_IN], env={**jack_server.env, "MOMU_MIDI_API": "UNIX_JACK"},
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["origin"] == "midi clock" and abs(res["bpm"] / 132.0 - 1) < 0.04, res  # within 4 % (a loaded sender)
+    assert res["after"] == "" and res["beats"] >= 3, res  # stop handed it back; beats went out meanwhile
