@@ -122,6 +122,8 @@ class MidiOut:
         self.sent = self.errors = self.pulses = 0
         self._heap: list = []
         self._seq = 0
+        self._note_len: dict[tuple, float] = {}  # (channel, note) -> note length of the last beat note
+        self._note_on_at: dict[tuple, float] = {}  # (channel, note) -> when its note_on really went out
         self._cv = threading.Condition()
         self._anchor: tuple[float, float] | None = None  # (monotonic time of a beat, bpm)
         self._next_pulse: float | None = None
@@ -171,6 +173,7 @@ class MidiOut:
                 self._cv.notify()
         if self.notes is not None:
             on, off, dur = beat_to_messages(b, self.notes)
+            self._note_len[(on.channel, on.note)] = dur
             self.schedule(at, on)
             self.schedule(at + dur, off)
 
@@ -193,7 +196,17 @@ class MidiOut:
                 now = time.monotonic()
                 due = []
                 while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
+                    t_due, _, m = heapq.heappop(self._heap)
+                    key = (getattr(m, "channel", None), getattr(m, "note", None))
+                    if m.type == "note_off" and not self._stop and key in self._note_on_at:
+                        keep = self._note_on_at[key] + self._note_len.get(key, 0.0)
+                        if keep > now + 1e-3:  # its note_on went out late: keep the note its full length
+                            heapq.heappush(self._heap, (keep, self._seq, m))
+                            self._seq += 1
+                            continue
+                    if m.type == "note_on":
+                        self._note_on_at[key] = now
+                    due.append(m)
                 pulse = False
                 if self._started and self._anchor is not None and not self._stop:
                     t_beat, bpm = self._anchor
@@ -249,12 +262,15 @@ class MidiOut:
 
 
 def clock_in_bpm(pulse_times: np.ndarray) -> float:
-    """Tempo (BPM) of 24-ppq clock pulses at ``pulse_times`` (s, increasing): 60 / (24 x the median
-    interval); 0 with fewer than 3 pulses or a tempo outside 20-300 BPM."""
+    """Tempo (BPM) of 24-ppq clock pulses at ``pulse_times`` (s, increasing): 60 / (24 x the pulse period),
+    the period a least-squares line through (pulse index, arrival time): arrival jitter of a loaded
+    receiver averages out over the span instead of biasing a single interval; 0 with fewer than 3 pulses
+    or a tempo outside 20-300 BPM."""
     t = np.asarray(pulse_times, np.float64)
     if len(t) < 3:
         return 0.0
-    d = float(np.median(np.diff(t)))
+    k = np.arange(len(t), dtype=np.float64)
+    d = float(np.polyfit(k, t - t[0], 1)[0])
     bpm = 60.0 / (PPQ * d) if d > 0 else 0.0
     return bpm if 20.0 <= bpm <= 300.0 else 0.0
 
@@ -291,7 +307,7 @@ class MidiClockIn:
                 self.pulses, self.running = [], False
             elif kind == "clock":
                 self.running = True
-                self.pulses = (self.pulses + [t])[-(PPQ + 1):]
+                self.pulses = (self.pulses + [t])[-(4 * PPQ + 1):]  # up to 4 beats for the tempo fit
                 if self.count % PPQ == 0 and len(self.pulses) >= 3:  # pulse 24 k is beat k
                     bpm = clock_in_bpm(np.array(self.pulses))
                     if bpm > 0:
