@@ -251,3 +251,17 @@ def test_dancer_fixture_excerpt(dancer_excerpt):
     bpm = np.array([b["bpm"] for b in beats if b["time"] >= 8.0])
     assert bpm.max() / bpm.min() < 1.2  # no wandering over 16 s
     assert s["ableton"]["messages"] <= len(beats) // 4 + 1
+
+
+def test_live_music_scoring_offsets_and_tempo():
+    from momu_live.commands.eval_live_music import offsets_to_reference, score
+
+    ref = np.arange(0, 30, 0.5)  # 120 BPM
+    on = score(ref + 0.02, ref, 8.0, 30.0)
+    assert on["median_offset_ms"] == pytest.approx(20.0, abs=1e-6) and on["f70"] == 1.0
+    assert on["tempo_ratio"] == pytest.approx(1.0)
+    off = score(ref + 0.25, ref, 8.0, 30.0)  # exactly between the beats: the worst phase
+    assert off["median_offset_ms"] == pytest.approx(250.0, abs=1e-6) and off["f100"] == 0.0
+    fast = score(np.arange(0, 30, 60 / 171), ref, 8.0, 30.0)
+    assert fast["tempo_ratio"] == pytest.approx(171 / 120, rel=1e-3)
+    assert offsets_to_reference(np.array([]), ref).size == 0
