@@ -81,3 +81,18 @@ def test_pose_filler_ping_pongs_without_jumps_and_blends_back():
     assert late is None  # already covered by the continuation
     back = f.real(PoseFrame(0, 100, float(fill[-1][0] + 1 / rate), base + 1, (), None, "generated"))
     assert back is not None and 0 < np.abs(back.joints - (base + 1)).max()  # blended in, not a jump
+
+
+def test_bench_tap_measures_gaps_and_silence_in_constant_memory():
+    from momu_live.commands.bench_live import _GeneratedTap
+
+    tap = _GeneratedTap(warmup_s=0.0)
+    tone = _tone(0.0, 1.0).samples
+    tap.emit(AudioBlock(tone, SR, 0.0))
+    quiet = tone.copy()
+    quiet[: int(0.3 * SR)] = 0.0  # 0.3 s of silence at the head of the next block
+    tap.emit(AudioBlock(quiet, SR, 1.0))
+    tap.emit(AudioBlock(tone, SR, 2.2))  # 0.2 s nobody delivered
+    s = tap.summary()
+    assert abs(s["longest_audio_gap_ms"] - 200.0) < 1.0 and abs(s["longest_silence_ms"] - 300.0) < 1.0
+    assert s["audio_seconds"] == 3.0 and not hasattr(tap, "audio")  # nothing of the samples is kept

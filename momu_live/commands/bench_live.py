@@ -82,7 +82,7 @@ def run(args) -> int:
             eng.stats.add("e2e_wire", (arrival - w) * 1000.0)
 
     mon = OscMonitor(keep=False, on_pose=on_pose)
-    tap = _GeneratedTap()
+    tap = _GeneratedTap(args.warmup)
     backend = make_backend(args.mode, args.model, steps=args.steps, threads=args.threads, beat=args.beat_strength,
                            lookahead=args.lookahead)
     engine = LiveEngine(EngineConfig(mode=args.mode, heartbeat_hz=1.0), source, backend,
@@ -120,7 +120,7 @@ def run(args) -> int:
         "drops": {"source": source.stats.dropped, "output_queue": engine.out.dropped,
                   "skipped_windows": engine.skipped_windows, "total": engine.dropped},
         "windows": engine.windows, "beats": engine.beats_sent, "hogs": args.hog,
-        "continuity": {**tap.summary(args.warmup), "adaptations": engine.adaptations,
+        "continuity": {**tap.summary(), "adaptations": engine.adaptations,
                        "continued_audio_s": round(engine.playout.audio.filled_s, 3),
                        "continued_poses_s": round(engine.playout.poses.filled_s, 3)},
         "rss_series": [[round(float(t), 2), round(float(m), 2)] for t, m in engine.rss],
@@ -153,54 +153,71 @@ def run(args) -> int:
 
 
 class _GeneratedTap:
-    """A sink that keeps the generated streams' shape: audio on the stream clock (a silence/hole detector)
-    and the send times of generated pose frames (a frozen-avatar detector)."""
+    """A sink that measures the generated streams' shape in O(1) memory: gaps in the audio stream's clock
+    (stream time no block covered), the longest silence (|x| <= 1e-4) across blocks, and the longest
+    pause between generated pose frames sent (a frozen avatar)."""
 
-    def __init__(self):
-        self.audio: list = []  # (stream time, samples) of generated audio blocks
-        self.sr = 0
-        self.pose_sent: list[float] = []  # monotonic send times of generated pose frames
+    def __init__(self, warmup_s: float = 0.0):
+        self.warmup_s = warmup_s
+        self.t0: float | None = None  # stream time of the first audio block
+        self.end: float | None = None  # stream time just after the last block
+        self.audio_s = 0.0
+        self.gap_s = 0.0  # longest uncovered stretch after the warm-up
+        self.silence_s = 0.0  # longest silent run after the warm-up
+        self._run_s = 0.0  # the silent run going on at the end of the last block
+        self.poses = 0
+        self._last_pose: float | None = None
+        self._first_pose: float | None = None
+        self.pose_pause_s = 0.0
 
     def emit(self, ev) -> None:
         import time
 
+        import numpy as np
+
         from momu_live.bridge.events import AudioBlock, PoseFrame
 
         if isinstance(ev, AudioBlock):
-            self.sr = ev.sample_rate
-            self.audio.append((float(ev.time), ev.samples))
+            x = np.asarray(ev.samples, np.float32).reshape(-1)
+            sr, t = ev.sample_rate, float(ev.time)
+            if self.t0 is None:
+                self.t0 = t
+            counted = t - self.t0 >= self.warmup_s
+            if self.end is not None and t > self.end and counted:
+                self.gap_s = max(self.gap_s, t - self.end)
+                self._run_s = 0.0
+            quiet = np.abs(x) <= 1e-4
+            loud = np.flatnonzero(~quiet)
+            if len(loud) == 0:
+                self._run_s += len(x) / sr
+            else:
+                head = loud[0] / sr
+                inner = (np.diff(loud).max() - 1) / sr if len(loud) > 1 else 0.0
+                if counted:
+                    self.silence_s = max(self.silence_s, self._run_s + head, inner)
+                self._run_s = (len(x) - 1 - loud[-1]) / sr
+            if counted:
+                self.silence_s = max(self.silence_s, self._run_s)
+            self.end = max(self.end or t, t + len(x) / sr)
+            self.audio_s += len(x) / sr
         elif isinstance(ev, PoseFrame) and ev.source == "generated":
-            self.pose_sent.append(time.monotonic())
+            now = time.monotonic()
+            self._first_pose = now if self._first_pose is None else self._first_pose
+            if self._last_pose is not None and now - self._first_pose >= self.warmup_s:
+                self.pose_pause_s = max(self.pose_pause_s, now - self._last_pose)
+            self._last_pose = now
+            self.poses += 1
 
     def close(self) -> None:
         pass
 
-    def summary(self, warmup_s: float) -> dict:
-        import numpy as np
-
+    def summary(self) -> dict:
         out: dict = {}
-        if self.audio and self.sr:
-            t0 = self.audio[0][0]
-            n = int(round((self.audio[-1][0] + len(self.audio[-1][1]) / self.sr - t0) * self.sr))
-            y = np.zeros(n, np.float32)  # the generated stream on its clock
-            covered = np.zeros(n, bool)  # stream samples some block delivered (a hole = nothing sent for it)
-            for t, x in self.audio:
-                i = int(round((t - t0) * self.sr))
-                m = max(0, min(len(x), n - i))
-                y[i:i + m] = x[:m]
-                covered[i:i + m] = True
-            w = int(warmup_s * self.sr)
-            y, covered = y[w:], covered[w:]
-
-            def longest(mask: np.ndarray) -> float:
-                idx = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-                return float((idx[1::2] - idx[::2]).max()) / self.sr if len(idx) else 0.0
-
-            out.update(audio_seconds=round(n / self.sr, 2), longest_audio_gap_ms=round(1000 * longest(~covered), 1),
-                       longest_silence_ms=round(1000 * longest(np.abs(y) <= 1e-4), 1))
-        if len(self.pose_sent) > 1:
-            w = np.diff(np.asarray(self.pose_sent)[int(len(self.pose_sent) * 0.1):])
-            out.update(generated_poses=len(self.pose_sent), longest_pose_pause_ms=round(1000 * float(w.max()), 1))
+        if self.t0 is not None:
+            out.update(audio_seconds=round(self.audio_s, 2), longest_audio_gap_ms=round(1000 * self.gap_s, 1),
+                       longest_silence_ms=round(1000 * self.silence_s, 1))
+        if self.poses > 1:
+            out.update(generated_poses=self.poses, longest_pose_pause_ms=round(1000 * self.pose_pause_s, 1))
         return out
 
 
