@@ -59,21 +59,27 @@ def list_inputs(api: str | None = None) -> list[str]:
         return []
 
 
-def open_output(substring: str, virtual: bool = False, api: str | None = None, client_name: str = "momu"):
-    """A mido output port: the first whose name contains ``substring`` (case-insensitive), or, with
-    ``virtual=True``, a new virtual port called ``substring`` that other programs connect to."""
+def _open_port(kind: str, substring: str, virtual: bool, api: str | None, client_name: str):
+    """The one port finder: a mido ``kind`` ("input"/"output") port whose name contains ``substring``
+    (case-insensitive), or with ``virtual=True`` a new virtual port called ``substring``."""
     be = backend(api)
     try:
         if virtual:
-            return be.open_output(substring, virtual=True, client_name=client_name)
-        names = be.get_output_names()
+            return getattr(be, f"open_{kind}")(substring, virtual=True, client_name=client_name)
+        names = getattr(be, f"get_{kind}_names")()
     except Exception as exc:
         raise MomuError(f"MIDI is unavailable ({exc}); start JACK or ALSA, or set MOMU_MIDI_API") from None
     for n in names:
         if substring.lower() in n.lower():
-            return be.open_output(n, client_name=client_name)
-    raise MomuError(f"no MIDI output matches {substring!r}; outputs: {', '.join(names) or 'none'} "
+            return getattr(be, f"open_{kind}")(n, client_name=client_name)
+    raise MomuError(f"no MIDI {kind} matches {substring!r}; {kind}s: {', '.join(names) or 'none'} "
                     f"(see `momu devices`, or use a virtual port)")
+
+
+def open_output(substring: str, virtual: bool = False, api: str | None = None, client_name: str = "momu"):
+    """A mido output port: the first whose name contains ``substring`` (case-insensitive), or, with
+    ``virtual=True``, a new virtual port called ``substring`` that other programs connect to."""
+    return _open_port("output", substring, virtual, api, client_name)
 
 
 def clock_pulse_times(beat_time: float, bpm: float, start: float, end: float) -> np.ndarray:
@@ -336,14 +342,6 @@ class MidiClockIn:
                 log.debug("closing MIDI input: %r", exc)
 
 
-def open_input(substring: str, api: str | None = None, client_name: str = "momu"):
-    """A mido input port whose name contains ``substring`` (case-insensitive)."""
-    be = backend(api)
-    try:
-        names = be.get_input_names()
-    except Exception as exc:
-        raise MomuError(f"MIDI is unavailable ({exc}); start JACK or ALSA, or set MOMU_MIDI_API") from None
-    for n in names:
-        if substring.lower() in n.lower():
-            return be.open_input(n, client_name=client_name)
-    raise MomuError(f"no MIDI input matches {substring!r}; inputs: {', '.join(names) or 'none'} (see `momu devices`)")
+def open_input(substring: str, api: str | None = None, client_name: str = "momu", virtual: bool = False):
+    """A mido input port whose name contains ``substring`` (case-insensitive), or a new virtual one."""
+    return _open_port("input", substring, virtual, api, client_name)

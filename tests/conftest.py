@@ -48,3 +48,14 @@ def dwm_shared() -> Path:
 def momu_cli():
     """``momu_cli("generate", "joint", ..., cwd=..., setenv={...}) -> CliResult`` (in-process; tests/_cli.py)."""
     return run_momu
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread avoids OpenMP spin-waiting on a loaded 2-core box (module scope)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -157,32 +157,6 @@ def test_audio_input_beats_f70_on_demo_music(demo_reference):
     assert s["lead_ms"]["min"] >= 50.0
 
 
-def _beat_receiver():
-    from momu_live.bridge.osc import Bundle, decode_packet, timetag_to_unix
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    got, stop = [], threading.Event()
-
-    def run():
-        while not stop.is_set():
-            try:
-                data, _ = sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            arrival = time.time()
-            pkt = decode_packet(data)
-            if isinstance(pkt, Bundle):
-                for m in pkt.messages:
-                    if m.address == "/momu/beat":
-                        got.append((arrival, timetag_to_unix(pkt.timetag), beat_fields(m.args)))
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return sock, got, stop, th
-
-
 def test_engine_publishes_beats_ahead_with_timetags_and_holds_a_manual_tempo():
     """The real engine on demo_music.flac at real-time pace: every /momu/beat arrives in a bundle >= 50 ms
     before its timetag; /momu/tempo/set/bpm 100 holds for > 10 s until /momu/tempo/set/follow 1."""
@@ -193,10 +167,12 @@ def test_engine_publishes_beats_ahead_with_timetags_and_holds_a_manual_tempo():
     from momu_live.live.sinks import make_output
     from momu_live.live.sources import AudioFileSource
 
-    sock, got, stop, th = _beat_receiver()
+    from momu_live.commands.eval_live_beats import BeatReceiver
+
+    rx = BeatReceiver()
     control = ControlInput("127.0.0.1", 0)
     engine = LiveEngine(EngineConfig(mode="beats", heartbeat_hz=2.0), AudioFileSource(DEMO, realtime=True),
-                        make_backend("beats"), make_output(None, "127.0.0.1", sock.getsockname()[1]), control=control)
+                        make_backend("beats"), make_output(None, "127.0.0.1", rx.port), control=control)
     runner = threading.Thread(target=engine.run, kwargs={"duration": 20.0})
     cs = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -210,10 +186,9 @@ def test_engine_publishes_beats_ahead_with_timetags_and_holds_a_manual_tempo():
         runner.join(30)
     finally:
         cs.close()
-        stop.set()
-        th.join(1)
-        sock.close()
-    assert len(got) >= 25
+        rx.close()
+    got = [(b["arrival"], b["arrival"] + b["lead"], b) for b in rx.got if b["lead"] is not None]
+    assert len(got) >= 25 and len(got) == len(rx.got)  # every beat came in a timetagged bundle
     leads = np.array([tag - arrival for arrival, tag, _ in got])
     assert leads.min() >= 0.05, leads  # every beat is on the wire >= 50 ms before it falls
     phases = {round(a["phase"], 3) for _, _, a in got}

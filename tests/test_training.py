@@ -19,11 +19,8 @@ from momu_live.models.training import CropSampler, RunConfig, Trainer, lr_at
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread (conftest)."""
 
 
 def _ramps(lengths, rates=(8, 2)):

@@ -28,12 +28,8 @@ DWM_NAMES = ("head_left", "head_right", "spine", "left_shoulder", "left_elbow", 
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread avoids OpenMP spin-waiting on a loaded 2-core CI box
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread (conftest)."""
 
 
 def _to_dwm23(j: np.ndarray) -> np.ndarray:

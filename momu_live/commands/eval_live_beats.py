@@ -262,33 +262,37 @@ def late_tracker(kind: str, data, sr: int = 22050, seconds: float | None = None)
     return out
 
 
-def run_live(spec: str, seconds: float, lead: float | None) -> list[dict]:
-    """The real engine (mode beats) on ``spec`` at real-time pace; beats received over UDP with their
-    bundle timetags: lead = timetag - arrival, beat time = the message's ``time``."""
-    import socket
-    import threading
-    import time
-    from dataclasses import replace
+class BeatReceiver:
+    """A real UDP peer for ``/momu/beat``: each beat by name (``grammar.beat_fields``) with its arrival
+    (Unix time) and ``lead`` = its bundle's timetag - arrival (how early it came)."""
 
-    from momu_live.bridge.grammar import beat_fields
-    from momu_live.bridge.osc import Bundle, decode_packet, timetag_to_unix
-    from momu_live.live.backend import make_backend
-    from momu_live.live.engine import EngineConfig, LiveEngine
-    from momu_live.live.sinks import make_output
-    from momu_live.live.sources import make_source
+    def __init__(self):
+        import socket
+        import threading
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    got: list[dict] = []
-    stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.got: list[dict] = []
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+        self._th.start()
 
-    def rx():
-        while not stop.is_set():
+    def _run(self) -> None:
+        import socket
+        import time
+
+        from momu_live.bridge.grammar import beat_fields
+        from momu_live.bridge.osc import Bundle, decode_packet, timetag_to_unix
+
+        while not self._stop.is_set():
             try:
-                data, _ = sock.recvfrom(65536)
+                data, _ = self.sock.recvfrom(65536)
             except socket.timeout:
                 continue
+            except OSError:
+                break
             arrival = time.time()
             try:
                 pkt = decode_packet(data)
@@ -297,26 +301,38 @@ def run_live(spec: str, seconds: float, lead: float | None) -> list[dict]:
             tag = timetag_to_unix(pkt.timetag) if isinstance(pkt, Bundle) and pkt.timetag != 1 else None
             for m in (pkt.messages if isinstance(pkt, Bundle) else [pkt]):
                 if m.address == "/momu/beat":
-                    b = beat_fields(m.args)
-                    got.append({"index": b["index"], "time": b["time"], "bpm": b["bpm"], "phase": b["phase"],
-                                "downbeat": b["downbeat"], "lead": None if tag is None else tag - arrival,
-                                "arrival": arrival})
+                    self.got.append({**beat_fields(m.args), "lead": None if tag is None else tag - arrival,
+                                     "arrival": arrival})
 
-    th = threading.Thread(target=rx, daemon=True)
-    th.start()
+    def close(self) -> None:
+        self._stop.set()
+        self._th.join(1.0)
+        self.sock.close()
+
+
+def run_live(spec: str, seconds: float, lead: float | None) -> list[dict]:
+    """The real engine (mode beats) on ``spec`` at real-time pace; beats received over UDP with their
+    bundle timetags: lead = timetag - arrival, beat time = the message's ``time``."""
+    import time
+    from dataclasses import replace
+
+    from momu_live.live.backend import make_backend
+    from momu_live.live.engine import EngineConfig, LiveEngine
+    from momu_live.live.sinks import make_output
+    from momu_live.live.sources import make_source
+
+    rx = BeatReceiver()
     cfg = EngineConfig(mode="beats", heartbeat_hz=1.0)
     if lead is not None:
         cfg.beatclock = replace(cfg.beatclock, lead_s=lead)
     engine = LiveEngine(cfg, make_source(spec, realtime=True), make_backend("beats"),
-                        make_output(None, "127.0.0.1", sock.getsockname()[1]))
+                        make_output(None, "127.0.0.1", rx.port))
     try:
         engine.run(duration=seconds)
         time.sleep(0.5)
     finally:
-        stop.set()
-        th.join(1.0)
-        sock.close()
-    return got
+        rx.close()
+    return rx.got
 
 
 # ------------------------------------------------------------------------------------------------
