@@ -395,3 +395,40 @@ def score_music_wavs(ref_wav: np.ndarray, gen_wav: np.ndarray, sr: int) -> dict:
 
     n = min(len(ref_wav), len(gen_wav))
     return score_music_pair(analyse_music(ref_wav[:n], sr), analyse_music(gen_wav[:n], sr), n / sr)
+
+
+# ------------------------------------------------------------------------------------------------
+# music realism statistics outside any loss or guidance objective (momu eval generate --suite outside)
+
+
+def chroma_entropy(wav: np.ndarray, sr: int, hop_length: int = 512, n_fft: int = 2048, floor_db: float = -60.0) -> float:
+    """Mean Shannon entropy (**bits**) of the 12-bin chroma distribution per frame; max log2(12) = 3.585.
+
+    ``librosa.feature.chroma_stft`` (power spectrogram, n_fft 2048, hop 512, tuning 0, no per-frame
+    normalisation), each frame divided by its sum.  Frames more than ``floor_db`` below the loudest frame
+    (silence between clicks) are left out: their chroma is noise.  Tonal music concentrates energy on a
+    few pitch classes (lower entropy); white noise spreads it evenly (near the maximum).
+    """
+    from momu_live.models._librosa import librosa as _librosa
+
+    librosa = _librosa()
+    x = np.asarray(wav, np.float32)
+    S = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length, center=True)) ** 2  # (1 + n_fft/2, frames)
+    c = librosa.feature.chroma_stft(S=S, sr=sr, n_fft=n_fft, hop_length=hop_length, tuning=0.0, norm=None)  # (12, frames)
+    energy = S.sum(0)  # (frames,)
+    keep = energy > energy.max() * 10 ** (floor_db / 10) if energy.max() > 0 else np.zeros_like(energy, bool)
+    c = c[:, keep]
+    if c.shape[1] == 0:
+        return float("nan")
+    p = c / (c.sum(0, keepdims=True) + 1e-20)
+    return float(np.mean(-(p * np.log2(p + 1e-20)).sum(0)))
+
+
+def tempo_ratio(tempo: float, reference_tempo: float) -> float:
+    """Tracked tempo over the reference's (1.0 = same tempo; 2.0 / 0.5 = octave errors); NaN if either is 0."""
+    return float(tempo / reference_tempo) if tempo > 0 and reference_tempo > 0 else float("nan")
+
+
+def within_tempo(ratio: float, tol: float = 0.04) -> bool:
+    """True when a tempo ratio is within +-``tol`` of 1 (octave errors count as misses)."""
+    return bool(np.isfinite(ratio) and abs(ratio - 1.0) <= tol)

@@ -12,6 +12,18 @@ frames (80-d) and motion feature frames (108-d, models/vae.motion_features) agai
 and in one pass; frame-to-frame jumps at window borders vs elsewhere.
 Writes OUT/eval_generate.json, OUT/eval_generate.md (tables), OUT/eval_generate.png (quality vs steps) and
 OUT/eval_generate_beats.png (the first dance's beats: ground truth, each direction unguided and beat-guided).
+
+``--suite outside`` judges generation outside the loop instead (``run_outside``): on the validation dances (first
+``--seconds`` each, ``--seeds``), music generated from the dance and dances generated from the music, with and without
+beat guidance, scored with statistics that no loss, guidance objective or sampler optimises, next to the real data and
+trivial baselines computed the same way.  Music: beat F (+-70/100 ms) of the music's tracked beats against the TRUE
+music's, tempo ratio and "within 4 %", melstat Frechet distance to real songs (with the real-vs-real floor), chroma
+entropy, onset rate; rows true music, shuffled song, other real songs, VAE + vocoder copy, click track on the dancer's
+grid, white noise, generated without / with guidance.  Dance: kinetic and geometric Frechet distances (5-s windows,
+against the other real dances; held-out real dances are the floor), jitter (m/s^3), bone-length SD, foot skating, ground
+penetration, root travel, diversity over seeds, song specificity; rows real dance, other real dances, VAE copy, frozen
+pose, generated without / with guidance.  Writes OUT/outside.json, OUT/outside.md, and OUT/outside_spectrograms.png,
+OUT/outside_sticks.png, OUT/outside_beats.png.  Definitions: ``OUTSIDE_DEFINITIONS``.
 """
 from __future__ import annotations
 
@@ -45,6 +57,20 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/eval_generate")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--suite", choices=("steps", "outside"), default="steps",
+                   help="steps: the beat metrics / quality-vs-steps / seam tables above (default); outside: metrics no "
+                   "loss or guidance objective touches, against the real data and trivial baselines (music: beat F "
+                   "against the true music's beats, tempo, mel Frechet distance, chroma entropy, onset rate; dance: "
+                   "kinetic/geometric Frechet distances, jitter, bone-length SD, foot skating, penetration, travel, "
+                   "diversity over seeds, song specificity); writes OUT/outside.json, OUT/outside.md, OUT/outside_*.png")
+    p.add_argument("--seeds", default="0,1,2", help="--suite outside: sampling seeds of the generated rows")
+    p.add_argument("--beat-strength", type=float, default=1.0,
+                   help="--suite outside: strength of the beat-guided rows (the unguided rows are strength 0)")
+    p.add_argument("--max-other", type=int, default=0,
+                   help="--suite outside: training dances used as the other-real-dances / other-real-songs floor (0: all)")
+    p.add_argument("--fd-window", type=float, default=5.0, help="--suite outside: motion feature window (s)")
+    p.add_argument("--fd-hop", type=float, default=1.0, help="--suite outside: motion feature window hop (s)")
+    p.add_argument("--figure-seconds", type=float, default=12.0, help="--suite outside: seconds shown in the figures")
     p.set_defaults(func=run)
 
 
@@ -110,6 +136,8 @@ def run(args) -> int:
     from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
     from momu_live.models.vae import motion_features
 
+    if getattr(args, "suite", "steps") == "outside":
+        return run_outside(args)
     torch.set_num_threads(args.threads)
     data = Path(args.data)
     if not data.is_dir():
@@ -283,3 +311,575 @@ def _plot(summary, steps, many, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ================================================================================================
+# --suite outside: judge generation outside the loop
+#
+# Music (motion -> music) and dance (music -> motion) of the validation dances, scored with statistics that no
+# training loss, guidance objective or sampler optimises, next to the real data and trivial baselines computed
+# the same way.  The beat-guidance objective (beat-grid coherence) is reported only as the last column, marked.
+
+MUSIC_ROWS = ("true music", "shuffled song", "other real songs", "VAE + vocoder copy", "click track (dancer grid)",
+              "white noise", "generated, no guidance", "generated + beat guidance")
+DANCE_ROWS = ("real dance", "other real dances", "VAE copy", "frozen pose", "generated, no guidance",
+              "generated + beat guidance")
+GENERATED = ("generated, no guidance", "generated + beat guidance")
+
+
+def _fd(a, b) -> float:
+    """Frechet distance (models/fad.py) of two feature sets; NaN when it cannot be computed."""
+    import numpy as np
+
+    from momu_live import MomuError
+    from momu_live.models.fad import frechet_between
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's singular-matrix warning for small sets; NaN/inf are checked there
+            return frechet_between(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    except (MomuError, ValueError, np.linalg.LinAlgError):
+        return float("nan")
+
+
+def _fidk(ref, gen) -> float:
+    """Bailando FID_k (models/metrics.fid_k: both sets standardised by the reference's mean/std), NaN if not computable."""
+    from momu_live.models.metrics import normalize_features
+
+    r, g = normalize_features(ref, gen)
+    return _fd(g, r)
+
+
+def _nanmean(xs) -> float:
+    import numpy as np
+
+    a = np.asarray([x for x in xs if x is not None], float)
+    return float(np.nanmean(a)) if a.size and np.isfinite(a).any() else float("nan")
+
+
+def music_item(wav, sr, genre, ref, dance_rhythm, fps, duration, melstat) -> dict:
+    """Outside-the-loop statistics of one music clip against the true music's rhythm ``ref`` (``beats.MusicRhythm``)."""
+    import numpy as np
+
+    from momu_live.models.beats import analyse_music, beat_params_for
+    from momu_live.models.metrics import beat_f_measure, chroma_entropy, score_rhythms, tempo_ratio, within_tempo
+
+    r = analyse_music(np.asarray(wav, np.float32), sr, beat_params_for(genre))
+    ratio = tempo_ratio(r.tempo, ref.tempo)
+    coh = score_rhythms(r, dance_rhythm, fps, duration, genre)["coherence"]["genre_lock"]["z"]
+    return {"beatF_70ms": beat_f_measure(ref.beats, r.beats, 0.07)["f"], "beatF_100ms": beat_f_measure(ref.beats, r.beats, 0.1)["f"],
+            "tempo_bpm": r.tempo, "tempo_ratio": ratio, "tempo_within_4pct": within_tempo(ratio, 0.04),
+            "chroma_entropy_bits": chroma_entropy(wav, sr), "onset_rate_hz": len(r.onsets["loris"]) / duration,
+            "n_beats": int(len(r.beats)), "coherence_z_with_input_dance": coh, "_rhythm": r, "_emb": melstat(wav, sr)}
+
+
+def dance_item(joints, fps, genre, own, other, window_s, hop_s) -> dict:
+    """Outside-the-loop statistics of one dance (canonical joints at ``fps``); ``own``/``other``: the rhythm of its
+    conditioning song and of another song of similar tempo (song specificity = own - other)."""
+    import numpy as np
+
+    from momu_live.models import kinematics as K
+    from momu_live.models.metrics import KINETIC_FPS, _resample_joints, kinetic_features, motion_rhythm, score_rhythms
+
+    j = np.asarray(joints, np.float64)
+    dur = len(j) / fps
+    mr = motion_rhythm(j, fps)
+    s_own, s_other = (score_rhythms(m, mr, fps, dur, genre) for m in (own, other))
+
+    def nz(x):  # a motion with no rhythm signal (frozen) locks to nothing: z 0
+        return 0.0 if not np.isfinite(x) else float(x)
+
+    z_own, z_other = nz(s_own["coherence"]["genre_lock"]["z"]), nz(s_other["coherence"]["genre_lock"]["z"])
+    fc = K.foot_contact(j, fps)
+    return {"jitter_m_s3": K.jitter(j, fps), "accel_m_s2": K.acceleration_mean(j, fps), "bone_sd_m": K.bone_length_sd(j),
+            "skating_m_s": fc["skating"], "contact_fraction": fc["contact_fraction"], "penetration_m": fc["penetration"],
+            "penetration_fraction": fc["penetration_fraction"], "travel_m": K.root_travel(j, fps)["path"],
+            "coherence_z_own_song": z_own, "coherence_z_other_song": z_other, "specificity_z": z_own - z_other,
+            "specificity_bas": s_own["bas"]["bailando"] - s_other["bas"]["bailando"],
+            "specificity_beatF_100ms": s_own["beat_f"]["speed_minima"]["100ms"]["f"] - s_other["beat_f"]["speed_minima"]["100ms"]["f"],
+            "_kin_win": K.windowed_kinetic_features(j, fps, window_s, hop_s),
+            "_geo_win": K.windowed_geometric_features(j, fps, window_s, hop_s),
+            "_kin_clip": kinetic_features(_resample_joints(j, fps, KINETIC_FPS), KINETIC_FPS, resample_to=None)}
+
+
+def split_floor(sets: dict, n: int, fd, draws: int = 5, seed: int = 0) -> dict:
+    """Real-vs-real Frechet floor: ``n`` of the items of ``sets`` ({id: features (W, D)}) drawn at random against the
+    rest as reference, ``fd(reference, other)``, ``draws`` times (half against half when there are <= n items)."""
+    import numpy as np
+
+    ids = list(sets)
+    if len(ids) < 2:
+        return {"mean": float("nan"), "draws": [], "n": n}
+    rng = np.random.default_rng(seed)
+    splits = ([ids[: len(ids) // 2]] if len(ids) <= n else
+              [[ids[i] for i in rng.permutation(len(ids))[:n]] for _ in range(draws)])
+    vals = [fd(np.concatenate([sets[k] for k in ids if k not in a]), np.concatenate([sets[k] for k in a])) for a in splits]
+    return {"mean": _nanmean(vals), "draws": vals, "n": len(splits[0]), "of": len(ids)}
+
+
+def similar_song(i: str, tempos: dict, genres: dict, val: list, others: list, tol: float = 0.06) -> str:
+    """Another song of similar tempo for song specificity: the validation song (not i's own) with the nearest
+    tracked tempo if within ``tol``, else the nearest-tempo song of the same genre among ``others``, else any."""
+    import math
+
+    def dist(k):
+        return abs(math.log(tempos[k] / tempos[i]))
+
+    cands = [k for k in val if k != i]
+    best = min(cands, key=dist)
+    if dist(best) <= math.log(1 + tol) or not others:
+        return best
+    same = [k for k in others if genres[k] == genres[i]] or list(others)
+    return min(same, key=dist)
+
+
+def run_outside(args) -> int:
+    import json
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from momu_live import MomuError
+    from momu_live.models.beats import analyse_music, beat_params_for, click_track
+    from momu_live.models.datasets import dwm_ids, load_dwm
+    from momu_live.models.fad import MelStatEmbedding
+    from momu_live.models.generation import SamplerSpec
+    from momu_live.models.guidance import BeatSpec, grid_from_motion, grid_from_music
+    from momu_live.models.metrics import chroma_entropy, diversity, motion_rhythm
+    from momu_live.models.packing import validation_ids
+    from momu_live.models.pretrained import load_pipeline
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
+    torch.set_num_threads(max(1, args.threads))
+    data = Path(args.data)
+    if not data.is_dir():
+        raise MomuError(f"--data {data} is not a folder")
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    if not seeds:
+        raise MomuError("--seeds needs at least one seed")
+    if args.beat_strength <= 0:
+        raise MomuError("--beat-strength must be > 0 in --suite outside (the unguided rows are always there)")
+    ids = dwm_ids(data)
+    vs = validation_ids(ids)
+    val = [i for i in ids if i in vs]
+    if len(val) < 2:
+        raise MomuError("need at least two validation dances (the shuffled baselines pair them)")
+    train = [i for i in ids if i not in vs]
+    if args.max_other:
+        train = train[: args.max_other]
+    if not train:
+        raise MomuError("need at least one training dance for the other-real floor (--max-other)")
+    evald = val[: args.max_dances] if args.max_dances else val
+    fps, sr, spl = float(tb.motion_rate), tb.sample_rate, tb.samples_per_latent
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if args.no_progress else (lambda *a: print(*a, flush=True))
+    say(f"outside suite: loading {len(val)} validation + {len(train)} other dances from {data}")
+    raw = {p.name: p for p in load_dwm(data, val + train)}
+    models = {k: raw[k].motion.resample(fps) for k in raw}
+    n_lat = int(min([args.seconds * float(tb.latent_rate)] + [len(models[k].joints) // 2 for k in raw]
+                    + [len(raw[k].wav) // spl for k in raw]))
+    if n_lat < 4 * float(tb.latent_rate):
+        raise MomuError(f"--seconds {args.seconds} gives {n_lat} latent frames; need >= 4 s for tempo and beat analysis")
+    dur = n_lat * spl / sr
+    if args.fd_window > dur:
+        raise MomuError(f"--fd-window {args.fd_window} s is longer than the clips ({dur:.1f} s)")
+    J = {k: models[k].joints[: 2 * n_lat].astype(np.float32) for k in raw}
+    W = {k: raw[k].wav[: n_lat * spl].astype(np.float32) for k in raw}
+    G = {k: raw[k].genre for k in raw}
+    melstat = MelStatEmbedding()
+    pipe = load_pipeline(args.weights, args.device)
+    spec0 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance)
+    spec1 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(args.beat_strength))
+
+    # rhythm of every song with its own genre's tempo prior (tempo matching); per evaluated dance the songs it is
+    # compared with are re-analysed with that dance's prior (music_item), so every row gets the same tracker
+    say("analysing songs ...")
+    own_rhythm = {k: analyse_music(W[k], sr, beat_params_for(G[k])) for k in raw}
+    tempos = {k: own_rhythm[k].tempo for k in raw}
+    pairing = {i: {"shuffled": val[(val.index(i) + 1) % len(val)], "similar_tempo": similar_song(i, tempos, G, val, train),
+                   "other_real_song": min([k for k in train if G[k] == G[i]] or train,
+                                          key=lambda k: abs(np.log(tempos[k] / tempos[i])))} for i in evald}
+    music = {r: [] for r in MUSIC_ROWS}
+    dance = {r: [] for r in DANCE_ROWS}
+    fig = {}
+    n_steps = len(evald) * (8 + 4 * len(seeds)) + len(train)
+    bar = tqdm(total=n_steps, desc="outside suite", disable=args.no_progress)
+    for k, i in enumerate(evald):
+        g = G[i]
+        ref = analyse_music(W[i], sr, beat_params_for(g))
+        other_rhythm = analyse_music(W[pairing[i]["similar_tempo"]], sr, beat_params_for(g))
+        dr = motion_rhythm(J[i], fps)
+
+        def add_music(row, wav, seed=None):
+            it = music_item(wav, sr, g, ref, dr, fps, dur, melstat)
+            music[row].append({"dance": i, "seed": seed, **it})
+            bar.update(1)
+            return it
+
+        def add_dance(row, joints, seed=None, **extra):
+            it = dance_item(joints, fps, g, ref, other_rhythm, args.fd_window, args.fd_hop)
+            dance[row].append({"dance": i, "seed": seed, **it, **extra})
+            return it
+
+        # ---- music baselines
+        add_music("true music", W[i])
+        add_music("shuffled song", W[pairing[i]["shuffled"]])
+        add_music("other real songs", W[pairing[i]["other_real_song"]])
+        zc = pipe.encode_music(W[i])
+        _, vwav = pipe.decode_music(zc)
+        vae_wav = vwav[0].cpu().numpy()[: len(W[i])]
+        add_music("VAE + vocoder copy", vae_wav)
+        mgrid = grid_from_motion(J[i], fps, g)
+        add_music("click track (dancer grid)", click_track(np.asarray(mgrid.beats), dur, sr))
+        rng = np.random.default_rng(20241123 + k)
+        add_music("white noise", (rng.standard_normal(len(W[i])) * float(np.sqrt(np.mean(W[i] ** 2)))).astype(np.float32))
+        # ---- dance baselines
+        add_dance("real dance", J[i])
+        vj = pipe.decode_motion(pipe.encode_motion(J[i]))[: len(J[i])]
+        rel = lambda x: x - x[:, :1]  # noqa: E731  root-relative
+        add_dance("VAE copy", vj, mpjpe_root_relative_m=float(np.linalg.norm(rel(vj) - rel(J[i]), axis=-1).mean()))
+        add_dance("frozen pose", np.repeat(J[i][:1], len(J[i]), axis=0))
+        sh = J[pairing[i]["shuffled"]]
+        dance["other real dances"].append({"dance": i, "seed": None, "shuffled_dance": pairing[i]["shuffled"],
+                                           **{k2: v for k2, v in dance_item(sh, fps, g, ref, other_rhythm, args.fd_window,
+                                                                            args.fd_hop).items()
+                                              if k2.startswith("specificity") or k2.startswith("coherence")}})
+        if k == 0:
+            fig.update(dance=i, true_wav=W[i], vae_wav=vae_wav, real=J[i], vae=vj, ref=ref, grid=mgrid)
+        bar.update(2)
+        # ---- generated, each seed with and without beat guidance
+        agrid = grid_from_music(W[i], sr, g)
+        for s in seeds:
+            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec1, mgrid)):
+                r = pipe.motion2music(J[i], s, spec, grid=grid)
+                it = add_music(row, r["wav"].cpu().numpy()[: len(W[i])], s)
+                if k == 0 and s == seeds[0]:
+                    fig[f"music:{row}"] = (r["wav"].cpu().numpy()[: len(W[i])], it["_rhythm"])
+            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec1, agrid)):
+                r = pipe.music2motion(W[i], s, spec, grid=grid)
+                add_dance(row, r["joints"][: len(J[i])], s)
+                if k == 0 and s == seeds[0]:
+                    fig[f"dance:{row}"] = r["joints"][: len(J[i])]
+                bar.update(1)
+    # ---- the other real dances (training set): per-dance realism statistics and the Frechet floor
+    floor_items = []
+    for t in train:
+        it = dance_item(J[t], fps, G[t], own_rhythm[t], own_rhythm[t], args.fd_window, args.fd_hop)
+        floor_items.append({"dance": t, **{k2: v for k2, v in it.items() if not k2.startswith(("specificity", "coherence"))}})
+        bar.update(1)
+    bar.close()
+
+    # ---- set-level statistics: Frechet distances, diversity
+    say("Frechet distances ...")
+    # reference of every Frechet distance: the other real dances / songs (the training set, the real distribution the
+    # model learnt); the held-out real dances / songs of the evaluated dances are the real-vs-real floor of the same
+    # songs, and random splits of the training set (n_eval against the rest) a second floor
+    true_mel = np.concatenate([x["_emb"] for x in music["true music"]])
+    train_emb = {t: melstat(W[t], sr) for t in train}
+    train_kin = {x["dance"]: x["_kin_win"] for x in floor_items}
+    train_geo = {x["dance"]: x["_geo_win"] for x in floor_items}
+    ref_mel = np.concatenate(list(train_emb.values()))
+    ref_kin = np.concatenate(list(train_kin.values()))
+    ref_geo = np.concatenate(list(train_geo.values()))
+    train_music = [{"dance": t, "chroma_entropy_bits": chroma_entropy(W[t], sr),
+                    "onset_rate_hz": len(own_rhythm[t].onsets["loris"]) / dur} for t in train]
+    music_sets = {r: np.concatenate([x["_emb"] for x in music[r]]) for r in MUSIC_ROWS if r != "other real songs"}
+    kin_sets = {r: np.concatenate([x["_kin_win"] for x in dance[r]]) for r in DANCE_ROWS if r != "other real dances"}
+    geo_sets = {r: np.concatenate([x["_geo_win"] for x in dance[r]]) for r in DANCE_ROWS if r != "other real dances"}
+    floors = {"mel_fd": split_floor(train_emb, len(evald), lambda ref, x: _fd(x, ref)),
+              "kinetic_fd": split_floor(train_kin, len(evald), _fidk),
+              "geometric_fd": split_floor(train_geo, len(evald), lambda ref, x: _fd(x, ref))}
+    mu, sd = ref_kin.mean(0), ref_kin.std(0) + 1e-10
+
+    def clipnorm(items):
+        return np.stack([(x["_kin_clip"] - mu) / sd for x in items])
+
+    # ---- summaries
+    def msum(row):
+        items = music[row]
+        n_in = sum(x["tempo_within_4pct"] for x in items)
+        r = {"row": row, "n": len(items), "beatF_70ms": _nanmean(x["beatF_70ms"] for x in items),
+             "beatF_100ms": _nanmean(x["beatF_100ms"] for x in items), "tempo_within_4pct": f"{n_in}/{len(items)}",
+             "tempo_within_4pct_n": n_in, "tempo_ratio_median": float(np.median([x["tempo_ratio"] for x in items])),
+             "mel_fd": floors["mel_fd"]["mean"] if row == "other real songs" else _fd(music_sets[row], ref_mel),
+             "mel_fd_vs_true_songs": float("nan") if row == "other real songs" else _fd(music_sets[row], true_mel),
+             "chroma_entropy_bits": _nanmean(x["chroma_entropy_bits"] for x in items),
+             "onset_rate_hz": _nanmean(x["onset_rate_hz"] for x in items),
+             "coherence_z_with_input_dance": _nanmean(x["coherence_z_with_input_dance"] for x in items)}
+        if row == "other real songs":  # over every training song, not only the tempo-matched ones
+            r["chroma_entropy_bits"] = _nanmean(x["chroma_entropy_bits"] for x in train_music)
+            r["onset_rate_hz"] = _nanmean(x["onset_rate_hz"] for x in train_music)
+        if row in GENERATED:
+            r["per_seed"] = {str(s): {m: _nanmean(x[m] for x in items if x["seed"] == s)
+                                      for m in ("beatF_70ms", "beatF_100ms", "chroma_entropy_bits", "onset_rate_hz")}
+                             | {"tempo_within_4pct": int(sum(x["tempo_within_4pct"] for x in items if x["seed"] == s)),
+                                "mel_fd": _fd(np.concatenate([x["_emb"] for x in items if x["seed"] == s]), ref_mel)}
+                             for s in seeds}
+        return r
+
+    def dsum(row):
+        items = floor_items if row == "other real dances" else dance[row]
+        spec_items = dance[row]
+        r = {"row": row, "n": len(items),
+             "kinetic_fd": floors["kinetic_fd"]["mean"] if row == "other real dances" else _fidk(ref_kin, kin_sets[row]),
+             "geometric_fd": floors["geometric_fd"]["mean"] if row == "other real dances" else _fd(geo_sets[row], ref_geo),
+             **{m: _nanmean(x[m] for x in items) for m in ("jitter_m_s3", "accel_m_s2", "bone_sd_m", "skating_m_s",
+                                                          "contact_fraction", "penetration_m", "penetration_fraction",
+                                                          "travel_m")},
+             **{m: _nanmean(x[m] for x in spec_items) for m in ("specificity_z", "specificity_bas", "specificity_beatF_100ms",
+                                                               "coherence_z_own_song", "coherence_z_other_song")},
+             "div_k_clips": diversity(clipnorm(items)) if len(items) > 1 else float("nan"), "div_seeds": float("nan")}
+        if row in GENERATED and len(seeds) > 1:
+            r["div_seeds"] = _nanmean(diversity(clipnorm([x for x in items if x["dance"] == i])) for i in evald)
+        if row == "VAE copy":
+            r["mpjpe_root_relative_m"] = _nanmean(x["mpjpe_root_relative_m"] for x in items)
+        if row in GENERATED:
+            r["per_seed"] = {str(s): {"kinetic_fd": _fidk(ref_kin, np.concatenate([x["_kin_win"] for x in items if x["seed"] == s])),
+                                      **{m: _nanmean(x[m] for x in items if x["seed"] == s)
+                                         for m in ("jitter_m_s3", "bone_sd_m", "skating_m_s", "specificity_z")}}
+                             for s in seeds}
+        return r
+
+    msummary = [msum(r) for r in MUSIC_ROWS]
+    dsummary = [dsum(r) for r in DANCE_ROWS]
+    def clean(items):
+        return [{k2: v for k2, v in x.items() if not k2.startswith("_")} for x in items]
+
+    cmd = "momu eval generate --suite outside " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("seconds", args.seconds), ("threads", args.threads),
+                                                      ("beat-strength", args.beat_strength), ("max-dances", args.max_dances),
+                                                      ("max-other", args.max_other), ("out", args.out)))
+    doc = {"command": cmd, "dances": evald, "other_real": train, "seconds_per_dance": dur, "seeds": seeds,
+           "sampler": {"steps": args.beat_steps, "guidance": args.guidance, "beat_strength": args.beat_strength},
+           "pairing": pairing, "tempos_own_prior": tempos, "music_summary": msummary, "dance_summary": dsummary,
+           "floors": floors, "music_items": clean(sum(music.values(), [])), "dance_items": clean(sum(dance.values(), []) + floor_items),
+           "definitions": OUTSIDE_DEFINITIONS, "fd_window_s": args.fd_window, "fd_hop_s": args.fd_hop}
+    (out / "outside.json").write_text(json.dumps(doc, indent=1, default=float))
+    md = _outside_tables(msummary, dsummary, seeds, dur, len(evald), len(train))
+    (out / "outside.md").write_text(f"`{cmd}`\n\n" + md)
+    _print_outside(msummary, dsummary, dur, len(evald), seeds)
+    paths = [out / "outside_spectrograms.png", out / "outside_sticks.png", out / "outside_beats.png"]
+    _fig_spectrograms(paths[0], fig, sr, args.figure_seconds)
+    _fig_sticks(paths[1], fig, fps)
+    _fig_beats(paths[2], fig, fps, sr, args.figure_seconds)
+    print(f"wrote {out / 'outside.json'}, {out / 'outside.md'}, " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+OUTSIDE_DEFINITIONS = {
+    "beatF": "beat F-measure (+-70 / +-100 ms, one-to-one matching) of the row music's beats against the TRUE music's beats; "
+             "both from librosa beat_track through models/beats.py with the dance's genre tempo prior",
+    "tempo": "tracked tempo of the row music / the true music's; 'within 4 %' counts |ratio - 1| <= 0.04 (octave errors miss)",
+    "mel_fd": "Frechet distance (models/fad.py) of melstat-v1 window embeddings (1-s windows, 0.5-s hop, 128-d) of the row's "
+              "clips against those of the training songs (first seconds as the clips); 'true music' (held-out real songs) "
+              "is the real-vs-real floor; 'other real songs': n_eval random training songs against the other training "
+              "songs (mean of 5 draws); mel_fd_vs_true_songs (JSON): against the evaluated dances' true songs",
+    "chroma_entropy": "mean entropy (bits) of the 12-bin chroma per frame (frames > -60 dB of the loudest); max 3.585",
+    "onset_rate": "LORIS-preset onsets per second",
+    "kinetic_fd": "Bailando FID_k: AIST++ kinetic features (60 fps) of 5-s windows (1-s hop), normalised by the training "
+                  "(other real) dances' windows' mean/std, Frechet distance to them; 'real dance' (held-out real dances) "
+                  "is the real-vs-real floor; 'other real dances': n_eval random training dances against the rest (5 draws)",
+    "geometric_fd": "Frechet distance of per-window fractions of 26 boolean relational pose features (models/kinematics."
+                    "geometric_features; Mueller-style, our set, not AIST++'s 33), not normalised; reference and floors as "
+                    "kinetic_fd",
+    "jitter": "mean joint jerk |d3x/dt3| in m/s^3 by third finite differences at the model rate 21.53 fps (every motion "
+              "resampled to it)",
+    "bone_sd": "mean over the 17 bones of the SD over frames of the bone length",
+    "skating": "mean horizontal speed of the lowest foot point (ankle or toe) while it is < 5 cm above the floor y = 0",
+    "penetration": "mean depth of the lowest joint below the floor y = 0",
+    "travel": "pelvis floor-track length, sampled every 0.5 s",
+    "div_seeds": "mean pairwise distance of normalised clip kinetic features across seeds of the same dance (same song)",
+    "div_k_clips": "Bailando Div_k: mean pairwise distance over all clips of the row",
+    "specificity": "coherence z (genre lock, models/metrics) of the dance with its own song minus with another song of "
+                   "similar tempo (another validation song within 6 %, else the nearest-tempo training song of the genre); "
+                   "'other real dances' row: the next validation dance (made for another song) in place of the dance",
+    "coherence_z_with_input_dance": "IN THE LOOP for guided rows: the beat-grid coherence beat guidance optimises",
+}
+
+
+def _fmt(x, spec=".3f") -> str:
+    import math
+
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+MUSIC_COLS = (("beat F 100 ms", "beatF_100ms", ".3f"), ("beat F 70 ms", "beatF_70ms", ".3f"),
+              ("tempo within 4 %", "tempo_within_4pct", "s"), ("tempo ratio (median)", "tempo_ratio_median", ".3f"),
+              ("mel FD", "mel_fd", ",.0f"), ("chroma entropy (bits)", "chroma_entropy_bits", ".2f"),
+              ("onsets / s", "onset_rate_hz", ".2f"), ("in-loop: coherence z w/ dance", "coherence_z_with_input_dance", ".2f"))
+DANCE_COLS = (("kinetic FD", "kinetic_fd", ",.0f"), ("geom. FD", "geometric_fd", ".2f"),
+              ("jitter m/s^3", "jitter_m_s3", ".0f"), ("bone SD mm", "bone_sd_mm", ".1f"),
+              ("skating cm/s", "skating_cm_s", ".1f"), ("contact %", "contact_pct", ".0f"),
+              ("penetr. cm", "penetration_cm", ".2f"), ("travel m", "travel_m", ".1f"),
+              ("div seeds", "div_seeds", ".2f"), ("Div_k", "div_k_clips", ".2f"),
+              ("song specif. z", "specificity_z", ".2f"), ("specif. BAS", "specificity_bas", ".3f"),
+              ("in-loop: coh. z own song", "coherence_z_own_song", ".2f"))
+
+
+def _dance_view(r: dict) -> dict:
+    return {**r, "bone_sd_mm": r["bone_sd_m"] * 1000, "skating_cm_s": r["skating_m_s"] * 100,
+            "contact_pct": r["contact_fraction"] * 100, "penetration_cm": r["penetration_m"] * 100}
+
+
+def _outside_tables(msummary, dsummary, seeds, dur, n_dances, n_other) -> str:
+    lines = [f"Music (motion -> music; {n_dances} validation dances x first {dur:.1f} s; generated rows: seeds "
+             f"{','.join(map(str, seeds))}; mel FD against the {n_other} training songs, 'true music' = the real-vs-real "
+             f"floor; 'other real songs': beat F/tempo of the tempo-nearest training song of the dance's genre, FD of "
+             f"{n_dances} random training songs against the others, entropy/onsets over all {n_other})", "",
+             "| row | " + " | ".join(c for c, _, _ in MUSIC_COLS) + " |", "|---" * (len(MUSIC_COLS) + 1) + "|"]
+    for r in msummary:
+        lines.append(f"| {r['row']} | " + " | ".join(_fmt(r[k], f) for _, k, f in MUSIC_COLS) + " |")
+    lines += ["", f"Dance (music -> motion; same dances; Frechet distances against the {n_other} training dances, 'real "
+              f"dance' = the real-vs-real floor; 'other real dances': per-dance statistics over the {n_other}, FD of "
+              f"{n_dances} random ones against the others, specificity of the next validation dance (made for another "
+              "song) with this song)", "",
+              "| row | " + " | ".join(c for c, _, _ in DANCE_COLS) + " |", "|---" * (len(DANCE_COLS) + 1) + "|"]
+    for r in dsummary:
+        v = _dance_view(r)
+        lines.append(f"| {r['row']} | " + " | ".join(_fmt(v[k], f) for _, k, f in DANCE_COLS) + " |")
+    vae = next(r for r in dsummary if r["row"] == "VAE copy")
+    lines += ["", f"VAE copy MPJPE (root-relative): {vae['mpjpe_root_relative_m'] * 1000:.0f} mm."]
+    return "\n".join(lines) + "\n"
+
+
+def _print_outside(msummary, dsummary, dur, n_dances, seeds) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=240)
+    t = Table(title=f"music, outside the loop ({n_dances} dances x {dur:.1f} s, seeds {','.join(map(str, seeds))})")
+    t.add_column("row")
+    for c, _, _ in MUSIC_COLS:
+        t.add_column(c, justify="right")
+    for r in msummary:
+        t.add_row(r["row"], *(_fmt(r[k], f) for _, k, f in MUSIC_COLS))
+    con.print(t)
+    t = Table(title="dance, outside the loop")
+    t.add_column("row")
+    for c, _, _ in DANCE_COLS:
+        t.add_column(c, justify="right")
+    for r in dsummary:
+        v = _dance_view(r)
+        t.add_row(r["row"], *(_fmt(v[k], f) for _, k, f in DANCE_COLS))
+    con.print(t)
+
+
+def _fig_spectrograms(path, fig, sr, seconds) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from momu_live.models.audio import log_mel
+    from momu_live.models.beats import analyse_music, beat_params_for
+    from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
+
+    rows = [("true music", fig["true_wav"], fig["ref"]),
+            ("generated, no guidance", *fig[f"music:{GENERATED[0]}"]),
+            ("VAE + vocoder copy", fig["vae_wav"], analyse_music(fig["vae_wav"], sr, beat_params_for(None))),
+            ("generated + beat guidance", *fig[f"music:{GENERATED[1]}"])]
+    n = int(seconds * sr)
+    mels = [log_mel(torch.from_numpy(np.ascontiguousarray(w[:n]))).numpy() for _, w, _ in rows]
+    lo, hi = np.percentile(np.concatenate([m.ravel() for m in mels]), [2, 99.5])
+    f, axes = plt.subplots(len(rows), 1, figsize=(11, 2.3 * len(rows)), sharex=True)
+    for ax, (title, _, rh), m in zip(axes, rows, mels):
+        ext = [0, m.shape[1] / float(tb.mel_rate), 0, m.shape[0]]
+        ax.imshow(m, origin="lower", aspect="auto", extent=ext, vmin=lo, vmax=hi, cmap="magma")
+        for b in fig["ref"].beats[fig["ref"].beats < seconds]:
+            ax.plot([b, b], [0, 6], color="cyan", lw=1.5)
+        for b in rh.beats[rh.beats < seconds]:
+            ax.plot([b, b], [74, 80], color="white", lw=1.5)
+        ax.set_ylabel("mel band")
+        ax.set_title(f"{fig['dance']}: {title}   (white ticks: its tracked beats, {rh.tempo:.1f} BPM; cyan: true music's beats)",
+                     fontsize=9)
+    axes[-1].set_xlabel("time (s)")
+    f.tight_layout()
+    f.savefig(path, dpi=80)
+    plt.close(f)
+
+
+def _fig_sticks(path, fig, fps, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5)) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from momu_live.models.skeleton import BONES, JOINT_INDEX
+
+    rows = [("real dance", fig["real"]), ("VAE copy", fig["vae"]), ("generated, no guidance", fig[f"dance:{GENERATED[0]}"]),
+            ("generated + beat guidance", fig[f"dance:{GENERATED[1]}"])]
+    left = {i for nm, i in JOINT_INDEX.items() if nm.startswith("l_")}
+    times = [t for t in times if int(round(t * fps)) < len(fig["real"])] or [0.0]
+    f, axes = plt.subplots(len(rows), len(times), figsize=(1.7 * len(times), 2.6 * len(rows)), squeeze=False)
+    for r, (name, j) in enumerate(rows):
+        for c, t in enumerate(times):
+            ax = axes[r, c]
+            p = j[int(round(t * fps))]
+            x = p[:, 0] - p[0, 0]
+            for a, b in BONES:
+                ax.plot([x[a], x[b]], [p[a, 1], p[b, 1]], color="tab:orange" if b in left else "tab:blue", lw=2)
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.set_xlim(-0.9, 0.9)
+            ax.set_ylim(-0.1, 1.95)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{t:.1f} s", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    f.suptitle(f"{fig['dance']}: world x-y projection (seen from +z; the dancer turns), pelvis centred; "
+               "orange = left side, grey line = floor y = 0", fontsize=9)
+    f.tight_layout()
+    f.savefig(path, dpi=80)
+    plt.close(f)
+
+
+def _fig_beats(path, fig, fps, sr, seconds) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from momu_live.models.beats import onset_strength
+    from momu_live.models.kinematics import feet_speed
+
+    f, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    tracks = [("true music", fig["true_wav"], fig["ref"].beats, "k"),
+              ("dancer grid (click track)", None, np.asarray(fig["grid"].beats), "tab:purple"),
+              ("generated, no guidance", fig[f"music:{GENERATED[0]}"][0], fig[f"music:{GENERATED[0]}"][1].beats, "tab:blue"),
+              ("generated + beat guidance", fig[f"music:{GENERATED[1]}"][0], fig[f"music:{GENERATED[1]}"][1].beats, "tab:red")]
+    for k, (name, wav, beats, col) in enumerate(tracks):
+        y0 = -1.3 * k
+        if wav is not None:
+            env = onset_strength(wav[: int(seconds * sr)], sr)
+            a1.plot(np.arange(len(env)) * 512 / sr, y0 + env / (env.max() or 1), color=col, lw=0.7, alpha=0.6)
+        b = beats[beats < seconds]
+        a1.vlines(b, y0, y0 + 1.0, color=col, lw=1.6, label=name)
+    a1.set_yticks([])
+    a1.set_title(f"{fig['dance']}: music onset strength and tracked beats (ticks); generated music against the true beats",
+                 fontsize=9)
+    a1.legend(loc="upper right", fontsize=7, ncol=4)
+    n = int(seconds * fps)
+    for k, (name, j, col) in enumerate([("real dance", fig["real"], "k"), ("generated, no guidance", fig[f"dance:{GENERATED[0]}"], "tab:blue"),
+                                        ("generated + beat guidance", fig[f"dance:{GENERATED[1]}"], "tab:red")]):
+        fs = feet_speed(j[:n], fps)
+        scale = float(np.percentile(fs, 99)) or 1.0  # not the max: a generated start-up frame can spike
+        a2.plot(np.arange(len(fs)) / fps, -1.3 * k + np.minimum(fs / scale, 1.1), color=col, lw=1.0,
+                label=f"{name}: feet speed")
+    b = fig["ref"].beats
+    a2.vlines(b[b < seconds], -3.0, 1.0, color="0.5", lw=0.6, linestyles=":", label="true music's beats")
+    a2.set_yticks([])
+    a2.set_xlabel("time (s)")
+    a2.set_title("dance generated from the true music: feet speed (steps are the dips) against the music's beats", fontsize=9)
+    a2.legend(loc="upper right", fontsize=7, ncol=4)
+    f.tight_layout()
+    f.savefig(path, dpi=80)
+    plt.close(f)
