@@ -497,3 +497,59 @@ def export_bvh(motion, path: str | Path, units: str = "m", decimals: int = 6, ex
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ------------------------------------------------------------------------------------------------
+# export of a rig (models/rig.py): its own rotations, no solving
+
+
+def export_rig_bvh(rig, path: str | Path, units: str = "m", decimals: int = 6) -> Path:
+    """Write a ``RigMotion`` (models/rig.py) as a BVH of the canonical skeleton with the rig's rotations.
+
+    OFFSETs are the rig's rest offsets (constant bone lengths, T-pose ``skeleton.REST_DIRECTIONS``);
+    root ``pelvis``: Xposition Yposition Zposition Zrotation Xrotation Yrotation, other joints
+    Zrotation Xrotation Yrotation (intrinsic Z-X-Y Euler of the rig's local rotations, degrees);
+    leaves (head, wrists, toes) carry their identity rotation and an End Site.  ``load_bvh`` of the
+    file gives back the rig's FK positions (to the 6-decimal text).  ``units``: 'm' or 'cm'.
+    """
+    from scipy.spatial.transform import Rotation
+
+    if units not in ("m", "cm"):
+        raise MomuError(f"BVH export units must be 'm' or 'cm', got {units!r}")
+    k = 1.0 if units == "m" else 100.0
+    local = rig.local_matrices()  # (T, J, 3, 3)
+    T, J = local.shape[:2]
+    euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(T, J, 3)
+    offsets = rig.offsets * k  # (J, 3)
+    fmt = f"{{:.{decimals}f}}"
+    lines = ["HIERARCHY"]
+    order: list[int] = []
+
+    def write(j, depth):
+        order.append(j)
+        ind = "  " * depth
+        name = CANONICAL_JOINTS[j]
+        root = CANONICAL_PARENTS[j] < 0
+        lines.append(f"{ind}{'ROOT' if root else 'JOINT'} {name}")
+        lines.append(f"{ind}{{")
+        lines.append(f"{ind}  OFFSET {' '.join(fmt.format(v) for v in offsets[j])}")
+        if root:
+            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
+        else:
+            lines.append(f"{ind}  CHANNELS 3 Zrotation Xrotation Yrotation")
+        kids = [c for c, p in enumerate(CANONICAL_PARENTS) if p == j]
+        for c in kids:
+            write(c, depth + 1)
+        if not kids:
+            end = np.asarray(_END_SITES.get(name, (0, 0.05, 0)), float) * k
+            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(fmt.format(v) for v in end)}", f"{ind}  }}"])
+        lines.append(f"{ind}}}")
+
+    write(0, 0)
+    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / rig.fps:.10f}"]
+    table = np.concatenate([rig.root * k] + [euler[:, j] for j in order], axis=1)  # (T, 3 + 3 J)
+    lines += [" ".join(fmt.format(v) for v in row) for row in table]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

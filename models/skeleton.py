@@ -291,3 +291,33 @@ def chirality_score(joints) -> float:
     if not bent.any():
         return 0.5
     return float((s[bent] > 0).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Rest pose (T-pose) of the canonical rig (models/rig.py, BVH export of a rig): unit direction of
+# each joint's offset from its parent, in the rest frame (y up, the dancer faces +z, left on +x).
+# Arms along +-x, legs and the spine vertical, feet forward and a little down.  The hips lie exactly
+# on the pelvis' x axis and the shoulders on the neck's (the canonical pelvis and neck are the
+# mid-points of those pairs).  The root (pelvis) has no offset.
+REST_DIRECTIONS: tuple[tuple[float, float, float], ...] = (
+    (0.0, 0.0, 0.0),      # pelvis (root)
+    (0.0, 1.0, 0.0),      # spine
+    (0.0, 1.0, 0.0),      # neck
+    (0.0, 1.0, 0.0),      # head
+    (1.0, 0.0, 0.0),      # l_shoulder
+    (1.0, 0.0, 0.0),      # l_elbow
+    (1.0, 0.0, 0.0),      # l_wrist
+    (-1.0, 0.0, 0.0),     # r_shoulder
+    (-1.0, 0.0, 0.0),     # r_elbow
+    (-1.0, 0.0, 0.0),     # r_wrist
+    (1.0, 0.0, 0.0),      # l_hip
+    (0.0, -1.0, 0.0),     # l_knee
+    (0.0, -1.0, 0.0),     # l_ankle
+    (0.0, -0.287348, 0.957826),  # l_toe  (unit (0, -0.3, 1))
+    (-1.0, 0.0, 0.0),     # r_hip
+    (0.0, -1.0, 0.0),     # r_knee
+    (0.0, -1.0, 0.0),     # r_ankle
+    (0.0, -0.287348, 0.957826),  # r_toe
+)
+# joints without children (their rotation moves no joint): head, wrists, toes
+LEAF_JOINTS: tuple[int, ...] = tuple(j for j in range(len(CANONICAL_JOINTS)) if j not in CANONICAL_PARENTS)
