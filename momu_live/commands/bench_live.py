@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="weights folder, or 'passthrough' (default: the shipped model)")
     p.add_argument("--steps", type=int, default=4, help="sampling steps of the model")
     p.add_argument("--beat-strength", type=float, default=1.0, help="beat guidance of the model (0: off)")
-    p.add_argument("--lookahead", type=float, default=0.5, help="motion2music lookahead (s; 0: off)")
+    p.add_argument("--lookahead", type=float, default=1.0, help="motion2music lookahead (s; 0: off)")
     p.add_argument("--hog", type=int, default=0, metavar="N", help="N CPU-burning processes run beside the engine")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds left out of the statistics")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

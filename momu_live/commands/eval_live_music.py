@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="a dance video with its music track")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to run (real time)")
     p.add_argument("--settle", type=float, default=8.0, help="seconds left out of the scores")
-    p.add_argument("--lookahead", type=float, default=0.5)
+    p.add_argument("--lookahead", type=float, default=1.0)
     p.add_argument("--beat-strength", type=float, default=1.0)
     p.add_argument("--compare-unguided", action="store_true", help="also run with --beat-strength 0")
     p.add_argument("--threads", type=int, default=2)

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed of the generation model")
     p.add_argument("--beat-strength", type=float, default=1.0,
                    help="beat guidance onto the tracked / forced tempo (x the default step; 0: off; /momu/engine/set/beat)")
-    p.add_argument("--lookahead", type=float, default=0.5, metavar="S",
+    p.add_argument("--lookahead", type=float, default=1.0, metavar="S",
                    help="motion2music: generate S seconds ahead of the dancer (the dance continued one beat at a time) "
                         "so audio plays on time, not a window late; 0: off (/momu/engine/set/lookahead)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs")

@@ -49,8 +49,8 @@ class LiveSettings:
 @dataclass(frozen=True)
 class LoadConfig:
     """The load ladder: when a window's processing takes more than ``high`` of the hop (smoothed), the
-    scheduler gives up one thing more, in order: beat guidance, the lookahead, half the sampler steps, one
-    step, a twice longer hop; after ``recover_s`` below ``low`` it takes one back.  Each change is reported."""
+    scheduler gives up one thing more, in order: beat guidance, half the sampler steps, one step, the
+    lookahead (timing goes last: a performer hears late music before thinner music), a twice longer hop; after ``recover_s`` below ``low`` it takes one back.  Each change is reported."""
 
     enabled: bool = True
     high: float = 0.85
@@ -60,7 +60,7 @@ class LoadConfig:
     min_windows: int = 2  # windows between two steps up the ladder
 
 
-LADDER = ("as configured", "beat guidance off", "lookahead off", "half the sampler steps", "one sampler step",
+LADDER = ("as configured", "beat guidance off", "half the sampler steps", "one sampler step", "lookahead off",
           "hop doubled")
 
 
@@ -184,11 +184,11 @@ class WindowScheduler:
         c = dict(self.settings.model_controls)
         if self.level >= 1:
             c[BEAT_ADDR] = 0.0
-        if self.level >= 2:
-            c[LOOKAHEAD_ADDR] = 0.0
         steps = int(c.get(STEPS_ADDR, getattr(self.backend.info, "steps", 0) or 0)) if self.backend else 0
-        if steps and self.level >= 3:
-            c[STEPS_ADDR] = 1 if self.level >= 4 else max(1, steps // 2)
+        if steps and self.level >= 2:
+            c[STEPS_ADDR] = 1 if self.level >= 3 else max(1, steps // 2)
+        if self.level >= 4:
+            c[LOOKAHEAD_ADDR] = 0.0
         return c
 
     def _adapt(self, ratio: float) -> None:
