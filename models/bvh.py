@@ -425,6 +425,46 @@ def solve_rest_and_rotations(joints: np.ndarray):
     return offsets, G
 
 
+def _hierarchy(offsets: np.ndarray, k: float, fmt: str, positions: bool = False) -> tuple[list[str], list[int]]:
+    """The HIERARCHY section of the canonical skeleton (``offsets`` (J, 3) already in file units) and the
+    joints in channel order (depth first).  Root: 6 channels; others Z-X-Y rotations, with ``positions``
+    their own position channels too (a stretchy rig).  Leaves get an End Site."""
+    lines, order = ["HIERARCHY"], []
+
+    def write(j, depth):
+        order.append(j)
+        ind = "  " * depth
+        name = CANONICAL_JOINTS[j]
+        root = CANONICAL_PARENTS[j] < 0
+        lines.append(f"{ind}{'ROOT' if root else 'JOINT'} {name}")
+        lines.append(f"{ind}{{")
+        lines.append(f"{ind}  OFFSET {' '.join(fmt.format(v) for v in offsets[j])}")
+        if root or positions:
+            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
+        else:
+            lines.append(f"{ind}  CHANNELS 3 Zrotation Xrotation Yrotation")
+        kids = [c for c, p in enumerate(CANONICAL_PARENTS) if p == j]
+        for c in kids:
+            write(c, depth + 1)
+        if not kids:
+            end = np.asarray(_END_SITES.get(name, (0, 0.05, 0)), float) * k
+            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(fmt.format(v) for v in end)}", f"{ind}  }}"])
+        lines.append(f"{ind}}}")
+
+    write(0, 0)
+    return lines, order
+
+
+def _write_bvh(path, lines: list[str], table: np.ndarray, fps: float, fmt: str) -> Path:
+    """HIERARCHY ``lines`` + the MOTION section of ``table`` (T, channels) -> ``path``."""
+    lines = lines + ["MOTION", f"Frames: {len(table)}", f"Frame Time: {1.0 / float(fps):.10f}"]
+    lines += [" ".join(fmt.format(v) for v in row) for row in table]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def export_bvh(motion, path: str | Path, units: str = "m", decimals: int = 6, exact: bool = False) -> Path:
     """Write ``motion`` (any known skeleton; mapped to canonical) as a BVH rig of the canonical skeleton.
 
@@ -450,40 +490,7 @@ def export_bvh(motion, path: str | Path, units: str = "m", decimals: int = 6, ex
         local[:, j] = G[:, j] if p < 0 else np.swapaxes(G[:, p], -1, -2) @ G[:, j]
     euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(T, -1, 3)
     fmt = f"{{:.{decimals}f}}"
-    lines = ["HIERARCHY"]
-
-    def write(j, depth):
-        ind = "  " * depth
-        name = CANONICAL_JOINTS[j]
-        lines.append(f"{ind}{'ROOT' if CANONICAL_PARENTS[j] < 0 else 'JOINT'} {name}")
-        lines.append(f"{ind}{{")
-        off = offsets[j] * k
-        lines.append(f"{ind}  OFFSET {' '.join(fmt.format(v) for v in off)}")
-        if CANONICAL_PARENTS[j] < 0:
-            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
-        elif exact:
-            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
-        else:
-            lines.append(f"{ind}  CHANNELS 3 Zrotation Xrotation Yrotation")
-        kids = [c for c, p in enumerate(CANONICAL_PARENTS) if p == j]
-        for c in kids:
-            write(c, depth + 1)
-        if not kids:
-            end = np.asarray(_END_SITES.get(name, (0, 0.05, 0)), float) * k
-            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(fmt.format(v) for v in end)}", f"{ind}  }}"])
-        lines.append(f"{ind}}}")
-
-    write(0, 0)
-    order = []
-
-    def dfs(j):
-        order.append(j)
-        for c, p in enumerate(CANONICAL_PARENTS):
-            if p == j:
-                dfs(c)
-
-    dfs(0)
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / motion.fps:.10f}"]
+    lines, order = _hierarchy(offsets * k, k, fmt, positions=exact)
     root = joints[:, 0] * k  # (T, 3)
     cols = [root]
     for j in order:
@@ -492,11 +499,7 @@ def export_bvh(motion, path: str | Path, units: str = "m", decimals: int = 6, ex
             cols.append(np.einsum("tji,tj->ti", G[:, p], joints[:, j] - joints[:, p]) * k)  # (T, 3)
         cols.append(euler[:, j])  # (T, 3)
     table = np.concatenate(cols, axis=1)  # (T, channels)
-    lines += [" ".join(fmt.format(v) for v in row) for row in table]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return _write_bvh(path, lines, table, motion.fps, fmt)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -522,34 +525,6 @@ def export_rig_bvh(rig, path: str | Path, units: str = "m", decimals: int = 6) -
     euler = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_euler("ZXY", degrees=True).reshape(T, J, 3)
     offsets = rig.offsets * k  # (J, 3)
     fmt = f"{{:.{decimals}f}}"
-    lines = ["HIERARCHY"]
-    order: list[int] = []
-
-    def write(j, depth):
-        order.append(j)
-        ind = "  " * depth
-        name = CANONICAL_JOINTS[j]
-        root = CANONICAL_PARENTS[j] < 0
-        lines.append(f"{ind}{'ROOT' if root else 'JOINT'} {name}")
-        lines.append(f"{ind}{{")
-        lines.append(f"{ind}  OFFSET {' '.join(fmt.format(v) for v in offsets[j])}")
-        if root:
-            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
-        else:
-            lines.append(f"{ind}  CHANNELS 3 Zrotation Xrotation Yrotation")
-        kids = [c for c, p in enumerate(CANONICAL_PARENTS) if p == j]
-        for c in kids:
-            write(c, depth + 1)
-        if not kids:
-            end = np.asarray(_END_SITES.get(name, (0, 0.05, 0)), float) * k
-            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(fmt.format(v) for v in end)}", f"{ind}  }}"])
-        lines.append(f"{ind}}}")
-
-    write(0, 0)
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / rig.fps:.10f}"]
+    lines, order = _hierarchy(offsets, k, fmt)
     table = np.concatenate([rig.root * k] + [euler[:, j] for j in order], axis=1)  # (T, 3 + 3 J)
-    lines += [" ".join(fmt.format(v) for v in row) for row in table]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return _write_bvh(path, lines, table, rig.fps, fmt)
