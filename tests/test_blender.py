@@ -50,20 +50,25 @@ r.stop()
 """
 
 
+def _child_port(proc) -> int:
+    """The port a Blender child prints as its first JSON line (its stderr on failure)."""
+    line = ""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        line = proc.stdout.readline()
+        if line.startswith("{") or not line:
+            break
+    assert line.startswith("{"), proc.stderr.read()[-3000:]
+    return json.loads(line)["port"]
+
+
 @pytest.mark.skipif(not BLENDER_PY, reason="set MOMU_BLENDER_PYTHON to a python with bpy (opt-in)")
 @pytest.mark.parametrize("source", ["pose", "gen"])
 def test_blender_armature_follows_osc_poses(source):
     proc = subprocess.Popen([BLENDER_PY, "-c", _CHILD, str(presets_dir() / "blender_receiver.py"), source, "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = ""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 120:
-            line = proc.stdout.readline()
-            if line.startswith("{") or not line:
-                break
-        assert line.startswith("{"), proc.stderr.read()[-3000:]
-        port = json.loads(line)["port"]
+        port = _child_port(proc)
         rng = np.random.default_rng(5)
         base = rng.normal(scale=0.3, size=(18, 3)).astype(np.float32)
         r = Router.from_preset("blender", {"osc_port": port})
@@ -183,14 +188,7 @@ def test_blender_addon_registers_reruns_and_stops_cleanly(tmp_path):
     proc = subprocess.Popen([BLENDER_PY, "-c", _ADDON_CHILD, str(presets_dir() / "blender_receiver.py"), "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = ""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 120:
-            line = proc.stdout.readline()
-            if line.startswith("{") or not line:
-                break
-        assert line.startswith("{"), proc.stderr.read()[-3000:]
-        port = json.loads(line)["port"]
+        port = _child_port(proc)
         base = np.random.default_rng(6).normal(scale=0.3, size=(18, 3)).astype(np.float32)
         r = Router.from_preset("blender", {"osc_port": port})
         for k in range(5):

@@ -60,22 +60,26 @@ def _collect(rx, want: int, timeout: float = 5.0):
     return got
 
 
+def _wait_for_echo(r, rx, proc) -> None:
+    """Pd needs a moment to open the patch and bind: ping with beats until the echo comes back, then drain."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r.emit(Beat(999, 0.0, 60.0))
+        if _collect(rx, 1, 0.3):
+            break
+    else:
+        pytest.fail(f"no echo from Pd: {proc.stdout.read() if proc.poll() is not None else 'pd running'}")
+    while _collect(rx, 1, 0.3):
+        pass
+
+
 def test_pd_receives_stream_and_echoes_it(pd_peer):
     listen, rx, proc = pd_peer
     rng = np.random.default_rng(3)
     joints = rng.normal(size=(6, 18, 3)).astype(np.float32)
     r = Router.from_preset("puredata", {"osc_port": listen})
     try:
-        # Pd needs a moment to open the patch and bind; ping with beats until the echo comes back
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            r.emit(Beat(999, 0.0, 60.0))
-            if _collect(rx, 1, 0.3):
-                break
-        else:
-            pytest.fail(f"no echo from Pd: {proc.stdout.read() if proc.poll() is not None else 'pd running'}")
-        while _collect(rx, 1, 0.3):
-            pass
+        _wait_for_echo(r, rx, proc)
         for k in range(6):
             r.emit(Beat(k, k * 0.5, 120.0 + k, 0.0, k % 4 == 0, "motion"))
             r.emit(PoseFrame(0, k, k / 30, joints[k]))
@@ -111,15 +115,7 @@ def test_pd_keeps_millisecond_times_after_six_and_a_half_days(pd_peer):
     joints = np.zeros((18, 3), np.float32)
     r = Router.from_preset("puredata", {"osc_port": listen})
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            r.emit(Beat(999, 0.0, 60.0))
-            if _collect(rx, 1, 0.3):
-                break
-        else:
-            pytest.fail("no echo from Pd")
-        while _collect(rx, 1, 0.3):
-            pass
+        _wait_for_echo(r, rx, proc)
         for k, t in enumerate(times):
             r.emit(PoseFrame(0, k, t, joints))
         r.emit(Status(times[-1], "beats", {}, 0, 30.0, 120.0, "ok"))
