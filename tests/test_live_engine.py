@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from _cli import run_momu
 from momu_live.live.backend import make_backend
 from momu_live.live.control import ControlInput
 from momu_live.bridge.grammar import pose_frame_fields, status_fields
@@ -86,11 +87,9 @@ def _wait_for(pred, timeout: float) -> bool:
 def test_cli_duration_exits_zero_and_records(dancer_video, tmp_path):
     mon = OscMonitor()
     rec = tmp_path / "rec"
-    try:
-        proc = subprocess.run(MOMU + ["live", "--source", f"video:{dancer_video}", "--mode", "motion2music",
-                                      "--osc-port", str(mon.port), "--control-port", str(free_udp_port()),
-                                      "--duration", "5", "--record", str(rec), "--model", "passthrough"],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+    try:  # in-process: the same entry point, exit status and output without the start-up of a new interpreter
+        proc = run_momu("live", "--source", f"video:{dancer_video}", "--mode", "motion2music", "--osc-port", mon.port,
+                        "--control-port", free_udp_port(), "--duration", "5", "--record", rec, "--model", "passthrough")
     finally:
         time.sleep(0.2)
         mon.close()

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from _cli import run_momu
 from momu_live import MomuError
 from momu_live.bridge.grammar import status_fields
 from momu_live.live.backend import ClickBackend, LiveWindow, make_backend
@@ -33,7 +32,6 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.procedural import procedural_dance
 
 REPO = Path(__file__).resolve().parents[1]
-MOMU = [sys.executable, "-m", "momu_live.cli"]
 SR = 22050
 RATE = float(DEFAULT_TIMEBASE.motion_rate)
 
@@ -289,11 +287,9 @@ def test_make_backend_defaults_to_the_model_and_names_the_fix(tmp_path):
 def test_cli_live_motion2music_runs_the_model(dancer_video, tmp_path):
     mon = OscMonitor()
     rec = tmp_path / "rec"
-    try:
-        proc = subprocess.run(MOMU + ["live", "--source", f"video:{dancer_video}", "--mode", "motion2music",
-                                      "--osc-port", str(mon.port), "--control-port", str(free_udp_port()),
-                                      "--duration", "6", "--record", str(rec), "--threads", "1"],
-                              capture_output=True, text=True, timeout=90, cwd=REPO)
+    try:  # in-process: the same entry point, exit status and output without the start-up of a new interpreter
+        proc = run_momu("live", "--source", f"video:{dancer_video}", "--mode", "motion2music", "--osc-port", mon.port,
+                        "--control-port", free_udp_port(), "--duration", "6", "--record", rec, "--threads", "1")
     finally:
         time.sleep(0.2)
         mon.close()
