@@ -34,7 +34,7 @@ from momu_live.models.skeleton import BONES, MIRROR_PERM
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.models.training import RunConfig, Trainer
 from momu_live.models.vae import (
-    SL_REL, SL_VEL, BiCoRVAE, MelDiscriminator, features_to_joints_torch, kl_divergence, motion_features_torch,
+    SL_VEL, BiCoRVAE, MelDiscriminator, features_to_joints_torch, kl_divergence, motion_features_torch,
     reparameterize,
 )
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from momu_live.bridge.grammar import beat_fields
 from momu_live.bridge.events import Beat
 from momu_live.bridge.router import TempoPolicyState, ableton_tempo_step
 from momu_live.live.beatclock import (BeatClockConfig, BeatClockState, beatclock_step, clock_bpm, due_beats, predict,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ from momu_live.live.monitor import OscMonitor, free_udp_port
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.procedural import procedural_dance
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 22050
 RATE = float(DEFAULT_TIMEBASE.motion_rate)
 

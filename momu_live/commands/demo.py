@@ -81,7 +81,6 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -166,7 +165,6 @@ def run(args) -> int:
         s_m2m = score_pair(input_dance, gen_music, sr)
         s_m2m_base = score_pair(input_dance, music, sr)
         s_mu2mo = score_pair(gen_motion, music, sr)
-        s_mu2mo_base = s_m2m_base  # the same unrelated pair, seen from the music side
     rows = {
         "dance + generated music": _pair_row(s_m2m),
         "music + generated dance": _pair_row(s_mu2mo),

@@ -129,7 +129,7 @@ def run(args) -> int:
     from momu_live import MomuError
     from momu_live.models.datasets import dwm_ids, load_dwm, split_dwm
     from momu_live.models.generation import SamplerSpec
-    from momu_live.models.guidance import BeatSpec, grid_from_motion, grid_from_music
+    from momu_live.models.guidance import grid_from_motion, grid_from_music
     from momu_live.models.metrics import score_pair
     from momu_live.models.motion import Motion
     from momu_live.models.pretrained import load_pipeline

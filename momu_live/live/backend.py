@@ -33,7 +33,7 @@ import numpy as np
 from momu_live import MomuError
 from momu_live.live.window import Backend, BackendInfo, BackendOutput, LiveWindow
 from momu_live.models.timebase import DEFAULT_TIMEBASE
-from momu_live.modes import MODES, Mode
+from momu_live.modes import MODES
 
 
 # ------------------------------------------------------------------------------------------------

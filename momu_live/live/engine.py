@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from momu_live.bridge.events import AudioBlock, Beat, PoseFrame, Sink, Status
+from momu_live.bridge.events import Beat, PoseFrame, Sink, Status
 from momu_live.live.beatclock import BeatClock, BeatClockConfig
 from momu_live.live.buffer import AudioRing, PoseRing
 from momu_live.live.continuity import ContinuityConfig
