@@ -58,7 +58,7 @@ class EngineConfig:
     out_queue: int = 1024
     max_lag_hops: float = 2.0
     grace_s: float = 0.15  # a window is cut at clock >= end + grace even if the input stalls
-    playout_s: float | None = None  # delay of generated poses (default: hop + 0.1 s); 0 = send at once
+    playout_s: float | None = None  # fixed delay of generated poses; None: adaptive from hop + 0.1 s; 0 = send at once
     realtime: bool = True
     stop_when_source_ends: bool = True
     tempo: TempoConfig = field(default_factory=TempoConfig)  # the late tracker's settings (kept for callers)
@@ -331,8 +331,9 @@ class LiveEngine:
             self._worker_done.set()
 
     def _output(self) -> None:
-        playout = self.cfg.playout_s if self.cfg.playout_s is not None else self.settings.hop_s + 0.1
-        self.playout.run(playout, self._stop, self._worker_done)
+        fixed = self.cfg.playout_s is not None
+        playout = self.cfg.playout_s if fixed else self.settings.hop_s + 0.1
+        self.playout.run(playout, self._stop, self._worker_done, adaptive=not fixed)
 
     # -- heartbeat -------------------------------------------------------------------------
     def status(self) -> Status:

@@ -32,6 +32,12 @@ from momu_live.models.skeleton import CANONICAL_JOINTS
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 
 log = logging.getLogger(__name__)
+POSE_MARGIN_S = 0.08  # adaptive play-out: generated poses are held this much longer than the latest window needed
+POSE_DECAY = 0.01  # s per s of clock the delay may sink by when windows come earlier again
+POSE_RISE = 0.25  # s per s of clock the delay may rise by (the avatar runs at most 25 % slow while it adapts)
+POSE_FILL_TRIGGER_S = 0.03  # continue the poses when the queued ones run out within this long
+POSE_FILL_CHUNK_S = 0.1  # and queue this much continuation at a time (real frames replace the rest)
+POSE_MAX_S = 3.0  # the delay never exceeds this (a stalled worker is the continuation's job, not the buffer's)
 
 
 class Playout:
@@ -50,6 +56,10 @@ class Playout:
         self.poses = PoseFiller(continuity or ContinuityConfig())
         self._audio_lag: float | None = None  # typical (clock - stream end) when a real block arrives
         self._gen_frame = 0
+        self.pose_delay = 0.0  # current play-out delay of generated poses (s)
+        self._delay_t = 0.0  # clock of the last delay update
+        self._target_delay = 0.0  # what the delay is gliding to
+        self._adaptive = False
         self.fills: deque = deque(maxlen=64)  # (monotonic, "audio"|"poses", seconds) of recent continuations
         self.audio_lead_s = float(audio_lead_s)  # audio generated ahead goes out this long before its stream time
         self._held: deque = deque()  # (block, meta) generated ahead of the clock, in stream order
@@ -62,12 +72,19 @@ class Playout:
         """Queue an event (any thread; never blocks)."""
         self.queue.put((ev, meta or {}))
 
-    def run(self, playout_s: float, stop: threading.Event, upstream_done: threading.Event) -> None:
+    def run(self, playout_s: float, stop: threading.Event, upstream_done: threading.Event,
+            adaptive: bool = False) -> None:
         """Thread body: send until ``stop`` is set and the producers are done (``upstream_done``) and
-        everything queued or held has gone out."""
+        everything queued or held has gone out.  ``adaptive``: ``playout_s`` is only the starting delay of
+        generated poses; it follows how late their windows really come (``pose_delay``)."""
         heap: list = []
         seq = itertools.count()
+        self.pose_delay = self._target_delay = playout_s
+        self._adaptive = adaptive
+        self._delay_t = self.clock()
         while True:
+            self._glide()
+            playout_s = self.pose_delay
             timeout = 0.05
             if heap:
                 timeout = max(0.0, min(timeout, heap[0][0] + playout_s - self.clock()))
@@ -77,6 +94,7 @@ class Playout:
             if item is not None:
                 ev, meta = item
                 if "play_at" in meta and self.realtime and playout_s > 0:
+                    self._track_delay(meta["play_at"])
                     heapq.heappush(heap, (meta["play_at"], next(seq), ev, meta))
                 else:
                     self._route(ev, meta)
@@ -86,7 +104,7 @@ class Playout:
             while self._held and (self._held[0][0].time - self.audio_lead_s <= self.clock() or stop.is_set()):
                 self.send(*self._held.popleft())
             if self.realtime and self.continuity is not None and not stop.is_set():
-                self._watchdog(playout_s, heap)
+                self._watchdog(playout_s, heap, seq)
             if (item is None and stop.is_set() and upstream_done.is_set() and not heap and not self._held
                     and len(self.queue) == 0):
                 break
@@ -106,6 +124,10 @@ class Playout:
                 else:
                     self.send(b, meta)
             return
+        if isinstance(ev, PoseFrame) and ev.source == "generated" and meta.get("continuation"):
+            ev.frame = self._next_frame()  # made by the watchdog (already in the filler's history)
+            self.send(ev, meta)
+            return
         if isinstance(ev, PoseFrame) and ev.source == "generated":
             fr = self.poses.real(ev)
             if fr is None:
@@ -115,11 +137,35 @@ class Playout:
             return
         self.send(ev, meta)
 
+    def _track_delay(self, play_at: float) -> None:
+        """Adaptive play-out (a jitter buffer): the target delay covers how late generated frames arrive
+        (their stream time vs the clock) plus ``POSE_MARGIN_S``; it sinks slowly (``POSE_DECAY`` per s)
+        when windows come earlier again.  The delay in force follows the target smoothly (``_glide``)."""
+        if not self._adaptive:
+            return
+        need = min(self.clock() - play_at + POSE_MARGIN_S, POSE_MAX_S)
+        self._target_delay = max(need, self._target_delay)
+
+    def _glide(self) -> None:
+        """Move the delay in force towards the target, at most ``POSE_RISE`` s per s of clock up (the avatar
+        slows a little while it adapts, it never stops; the continuation covers the rest) and ``POSE_DECAY``
+        down (it catches up unnoticed)."""
+        if not self._adaptive:
+            return
+        now = self.clock()
+        dt = max(0.0, now - self._delay_t)
+        self._delay_t = now
+        self._target_delay = max(self._target_delay - POSE_DECAY * dt, POSE_MARGIN_S)
+        if self._target_delay > self.pose_delay:
+            self.pose_delay = min(self._target_delay, self.pose_delay + POSE_RISE * dt)
+        else:
+            self.pose_delay = max(self._target_delay, self.pose_delay - POSE_DECAY * dt)
+
     def _next_frame(self) -> int:
         self._gen_frame += 1
         return self._gen_frame - 1
 
-    def _watchdog(self, playout_s: float, heap: list) -> None:
+    def _watchdog(self, playout_s: float, heap: list, seq) -> None:
         """Extend a generated stream whose next window is late (see continuity.py)."""
         now = self.clock()
         margin = self.hop_s() + 0.15
@@ -129,13 +175,19 @@ class Playout:
             if blk is not None:
                 self.fills.append((time.monotonic(), "audio", len(blk.samples) / blk.sample_rate))
                 self.send(blk, {})
+        # poses: when the frames waiting to go out are about to run dry (no real window in time), queue a
+        # short stretch of continuation frames, paced like real ones (they play at their time + the delay)
         last = self.poses.last_time
-        if last is not None and not heap and now - (last + playout_s) > 0.15:
-            frames = self.poses.fill(now - playout_s)
+        if last is None or not self.realtime:
+            return
+        waiting = any(m.get("play_at") is not None and not m.get("continuation") for _, _, _, m in heap)
+        if not waiting and last + playout_s < now + POSE_FILL_TRIGGER_S:
+            frames = self.poses.fill(now - playout_s + POSE_FILL_CHUNK_S)
             if frames:
                 self.fills.append((time.monotonic(), "poses", len(frames) / max(self.poses.rate, 1e-6)))
             for t, j in frames:
-                self.send(PoseFrame(0, self._next_frame(), float(t), j, CANONICAL_JOINTS, None, "generated"), {})
+                ev = PoseFrame(0, -1, float(t), j, CANONICAL_JOINTS, None, "generated")
+                heapq.heappush(heap, (float(t), next(seq), ev, {"play_at": float(t), "continuation": True}))
 
     def recent_fills(self, horizon_s: float = 5.0) -> dict:
         """Seconds of continuation per stream over the last ``horizon_s`` (the status reports them)."""
