@@ -4,6 +4,7 @@ The engine composes four parts, each in its own module:
 
 - **control binding** (``control.py``): the grammar's control table bound to the actions below
   (``_actions``), on the bridge's OSC server;
+- **tempo** (``tempo_keeper.py``): the predictive beat clock, who holds the tempo, beats published ahead;
 - **ingest** (here): source threads call ``ingest(item)`` (O(1): ring append, online tempo/beat
   tracking, queue the captured pose frame and any beat);
 - **scheduling** (``scheduler.py``): the inference worker cuts windows from the rings (``cut_window``)
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from momu_live.bridge.events import Beat, PoseFrame, Sink, Status
-from momu_live.live.beatclock import BeatClock, BeatClockConfig
+from momu_live.bridge.events import PoseFrame, Sink, Status
+from momu_live.live.beatclock import BeatClockConfig
 from momu_live.live.buffer import AudioRing, PoseRing
 from momu_live.live.continuity import ContinuityConfig
 from momu_live.live.control import ControlBinding, ControlInput
@@ -35,6 +36,7 @@ from momu_live.live.latency import LatencyStats, rss_mb
 from momu_live.live.playout import Playout
 from momu_live.live.scheduler import LiveSettings, SchedulerConfig, WindowScheduler
 from momu_live.live.sources import AudioItem, PoseItem, Source
+from momu_live.live.tempo_keeper import TempoKeeper
 from momu_live.live.tempo import TempoConfig
 from momu_live.live.window import LiveWindow
 from momu_live.models.skeleton import CANONICAL_JOINTS
@@ -74,15 +76,10 @@ class LiveEngine:
         self.output = output
         self.recorder = recorder
         self.control = control
-        self.link = link  # optional tempo follower with beat(time, bpm) / close() (Ableton Link)
         self.stats = LatencyStats()
         self.poses = PoseRing(int(cfg.buffer_s * 120) + 16, len(CANONICAL_JOINTS))
         self.audio = AudioRing(cfg.buffer_s, cfg.sample_rate)
-        self.tracker = BeatClock(cfg.beatclock)  # tempo + phase; beats published lead_s ahead (beatclock.py)
-        self.tempo_origin = ""  # "" = follows the input; else who holds the tempo ("osc", "midi clock", "link")
-        self._unix0 = time.time() - time.monotonic()  # + monotonic = Unix time (OSC timetags), fixed per engine
         self.settings = LiveSettings(cfg.window_s, cfg.hop_s)
-        self._tempo_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
         self._data = threading.Condition()
         self._stop = threading.Event()
@@ -91,7 +88,6 @@ class LiveEngine:
         self._t0 = time.monotonic()
         self._started = False
         self.ingest_errors = 0
-        self.last_beat: tuple[float, int] | None = None  # (time, index) of the last tracked beat
         self.frames_in = deque(maxlen=4096)  # wall times of input frames (fps)
         self._frame_walls = np.full((4096, 2), np.nan)  # ring: (frame index, capture wall) of primary pose frames
         self.no_person = False
@@ -100,6 +96,8 @@ class LiveEngine:
         self.status_count = 0
         self.rss: deque = deque(maxlen=86_400)  # (stream time, MiB) once per heartbeat
         self._primary_person = 0
+        self.tempo = TempoKeeper(cfg.beatclock, put=self._queue, report=self.report, clock=self.clock,
+                                 t0=lambda: self._t0, realtime=cfg.realtime, link=link)
         self.playout = Playout(self.clock, self.stats, self.report, output, recorder, cfg.out_queue, cfg.realtime,
                                cfg.sample_rate, lambda: self.settings.hop_s, cfg.continuity)
         self.scheduler = WindowScheduler(
@@ -109,9 +107,7 @@ class LiveEngine:
             report=self.report, wakeup=self._data,
             emits_beats=lambda: self.cfg.mode == Mode.JOINT and self.source.kind == "none" and not self.tempo_origin)
         self.scheduler.mode_switched = self._mode_switched
-        self.scheduler.on_beat = lambda t, k: setattr(self, "last_beat", (t, k))
-        if link is not None and hasattr(link, "on_peer_tempo") and link.on_peer_tempo is None:
-            link.on_peer_tempo = lambda bpm: self.external_tempo(bpm, "link")  # a Link peer's tempo holds
+        self.scheduler.on_beat = lambda t, k: setattr(self.tempo, "last_beat", (t, k))
         if control is not None:
             inputs = {source.ADDRESS: source.on_message} if hasattr(source, "on_message") else {}
             control.bind(ControlBinding(self._actions(), inputs))
@@ -122,15 +118,15 @@ class LiveEngine:
 
         def set_tempo(v, c):  # /momu/tempo/set/bpm: >= 20 holds that tempo, 0 (< 20) hands it back
             if v >= 20.0:
-                self.set_manual_tempo(v, "osc")
+                self.tempo.hold(v, "osc")
             else:
-                self.follow_input()
+                self.tempo.follow_input()
 
         def follow(v, c):  # /momu/tempo/set/follow: 1 follows the input again, 0 holds the current tempo
             if v:
-                self.follow_input()
-            elif self.tracker.bpm > 0:
-                self.set_manual_tempo(self.tracker.bpm, "osc")
+                self.tempo.follow_input()
+            elif self.tempo.bpm > 0:
+                self.tempo.hold(self.tempo.bpm, "osc")
 
         def set_model(v, c):
             s.model_controls[c.address] = v  # steps / guidance / beat for a model back-end (LiveWindow.controls)
@@ -145,48 +141,20 @@ class LiveEngine:
                 "mode": lambda v, c: setattr(s, "pending_mode", v), "play": play,
                 "stop": lambda v, c: self.stop("control message")}
 
-    # -- tempo: manual hold and hand-back (OSC controls, MIDI clock in, Ableton Link peers) ---------
+    # -- tempo (live/tempo_keeper.py): the API callers use (MIDI clock in, Link, tests) -------------
     def set_manual_tempo(self, bpm: float, origin: str = "osc", beat_at: float | None = None) -> None:
-        """Hold the beat clock at ``bpm`` until ``follow_input`` (``beat_at``: a beat's stream time from
-        the external clock, which the grid then goes through)."""
-        if not (20.0 <= float(bpm) <= 300.0):
-            return
-        with self._tempo_lock:
-            self.tracker.set_manual(float(bpm), self._beat_now(), beat_at)
-        if self.tempo_origin != origin:
-            self.report(f"tempo held at {float(bpm):.1f} BPM by {origin} (/momu/tempo/set/follow 1 hands it back)")
-        self.tempo_origin = origin
+        self.tempo.hold(bpm, origin, beat_at)
 
     def follow_input(self) -> None:
-        """Hand the tempo back to the tracker (it continues from the held tempo)."""
-        with self._tempo_lock:
-            self.tracker.release_manual()
-        release = getattr(self.link, "release", None)
-        if release is not None:
-            release()  # a Link session follows the engine again
-        if self.tempo_origin:
-            self.report("tempo follows the input again")
-        self.tempo_origin = ""
+        self.tempo.follow_input()
 
     def external_tempo(self, bpm: float, origin: str, at_monotonic: float | None = None) -> None:
-        """A tempo from an external clock (``bridge.midi.MidiClockIn`` callback, a Link peer): ``bpm``
-        >= 20 holds it (``at_monotonic``: a beat's ``time.monotonic()``), 0 hands the tempo back, but only
-        when ``origin`` holds it (an OSC hold is not ended by a clock that stops)."""
-        if bpm >= 20.0:
-            self.set_manual_tempo(bpm, origin, None if at_monotonic is None else at_monotonic - self._t0)
-        elif self.tempo_origin == origin:
-            self.follow_input()
+        self.tempo.external(bpm, origin, at_monotonic)
 
-    def stream_to_unix(self, t: float) -> float:
-        """Stream time (engine clock) -> Unix time, for OSC bundle timetags."""
-        return self._unix0 + self._t0 + float(t)
-
-    def _beat_now(self, t_input: float | None = None) -> float:
-        """The clock the beat clock publishes against: the engine clock in real time, the input's
-        stream time with ``realtime=False`` (there the input runs ahead of the wall clock)."""
-        if self.cfg.realtime or t_input is None:
-            return self.clock()
-        return float(t_input)
+    tracker = property(lambda self: self.tempo.tracker)
+    tempo_origin = property(lambda self: self.tempo.origin)
+    last_beat = property(lambda self: self.tempo.last_beat)
+    link = property(lambda self: self.tempo.link)
 
     def _mode_switched(self, mode: str) -> None:
         self.cfg.mode = mode
@@ -256,10 +224,9 @@ class LiveEngine:
                         {"wall": it.wall})
         if self.cfg.mode in ("beats", "motion2music", "joint"):
             w0 = time.monotonic()
-            with self._tempo_lock:
-                self.tracker.add_pose(joints, it.t)
+            self.tempo.add_pose(joints, it.t)
             self.stats.add("tempo", (time.monotonic() - w0) * 1000.0)
-            self._emit_ticks(self._beat_now(it.t), "motion", it.wall)
+            self.tempo.publish(self.tempo.now(it.t), "motion", it.wall)
 
     def capture_wall(self, frame: int) -> float | None:
         """Capture time (time.monotonic) of a recent primary pose frame, None when unknown/overwritten."""
@@ -281,26 +248,9 @@ class LiveEngine:
         self.audio.append(it.samples, it.t)
         if self.cfg.mode in ("music2motion", "joint", "beats", "motion2music"):
             w0 = time.monotonic()
-            with self._tempo_lock:
-                self.tracker.add_audio(it.samples, it.t, it.sample_rate)
+            self.tempo.add_audio(it.samples, it.t, it.sample_rate)
             self.stats.add("tempo", (time.monotonic() - w0) * 1000.0)
-            self._emit_ticks(self._beat_now(it.t + len(it.samples) / it.sample_rate), "music", it.wall)
-
-    def _emit_ticks(self, now: float, source: str, wall: float) -> None:
-        """Publish the beat clock's beats due within ``lead_s`` of ``now``: each once, ahead of time, with
-        its predicted stream time, the bar phase and its Unix time (the OSC bundle timetag)."""
-        with self._tempo_lock:
-            beats = self.tracker.due(now)
-        for b in beats:
-            self.last_beat = (b.time, b.index)
-            ev = Beat(b.index, b.time, round(b.bpm, 3), b.phase, b.downbeat, source,
-                      due_unix=self.stream_to_unix(b.time) if self.cfg.realtime else None)
-            self._queue(ev, {"wall": wall})
-            if self.link is not None:
-                try:
-                    self.link.beat(b.time, b.bpm, b.downbeat)
-                except Exception as exc:
-                    log.debug("link: %r", exc)
+            self.tempo.publish(self.tempo.now(it.t + len(it.samples) / it.sample_rate), "music", it.wall)
 
     # -- windows (called by the scheduler's worker) ---------------------------------------------
     def _input_time(self) -> float:
@@ -315,9 +265,8 @@ class LiveEngine:
         """The analysis window ``[t_start, t_end)`` from the input rings, with the tracked tempo."""
         pw = self.poses.window(t_start, t_end)
         audio = self.audio.read(t_start, t_end) if self.source.kind == "audio" else np.zeros(0, np.float32)
-        with self._tempo_lock:
-            bpm = self.tracker.bpm
-        lb = self.last_beat
+        bpm = self.tempo.bpm
+        lb = self.tempo.last_beat
         return LiveWindow(index=index, t_start=t_start, t_end=t_end, hop_start=hop_start,
                           pose_times=pw.times, poses=pw.joints, pose_confidence=pw.confidence, pose_valid=pw.valid,
                           audio=audio, sample_rate=self.cfg.sample_rate, bpm=bpm,
@@ -360,8 +309,7 @@ class LiveEngine:
         if self.tempo_origin:
             parts.append(f"tempo held by {self.tempo_origin}")
         parts += [m for (w, m) in list(self._reports) if now - w <= 5.0]
-        with self._tempo_lock:
-            bpm = self.tracker.bpm
+        bpm = self.tempo.bpm
         return Status(round(self.clock(), 4), self.cfg.mode, self.stats.medians(1.0), self.dropped, float(fps),
                       round(float(bpm), 3), "; ".join(parts))
 
@@ -387,7 +335,7 @@ class LiveEngine:
             last_in = self.frames_in[-1] if self.frames_in else -math.inf
             if time.monotonic() - last_in > 2 * PUMP_S:
                 try:
-                    self._emit_ticks(self.clock(), "manual", time.monotonic())
+                    self.tempo.publish(self.clock(), "manual", time.monotonic())
                 except Exception as exc:  # never let the pump die
                     log.debug("beat pump: %r", exc)
 
@@ -445,7 +393,8 @@ class LiveEngine:
         self.source.join(5.0)
         for th in self._threads:
             th.join(5.0)
-        for closer in (self.control, self.link):
+        self.tempo.close()
+        for closer in (self.control,):
             if closer is not None:
                 try:
                     closer.close()
