@@ -77,3 +77,17 @@ def debug_dit(latent_dim: int = 4):
     from momu_live.models.dit import SIZES
 
     return build_dit(replace(SIZES["debug"], latent_dim=latent_dim))
+
+
+# ---------------------------------------------------------------------------------------------
+# rig VAE (prototype motion VAE on rig features, models/rig_vae.py)
+def build_rig_vae(cfg):
+    """RigVAE from a ``RigVAEConfig``, a dict (checkpoint JSON) or a size name (``debug``, ``small``, ``base``)."""
+    from momu_live.models.rig_vae import SIZES, RigVAE, RigVAEConfig
+
+    return RigVAE(_resolve(cfg, SIZES, RigVAEConfig, "rig VAE"))
+
+
+def debug_rig_vae():
+    """Tiny rig VAE for tests."""
+    return build_rig_vae("debug")

@@ -1,0 +1,181 @@
+"""Rig motion VAE (models/rig_vae.py, models/train_rig_vae.py): shapes, latent rate, streaming (chunked == whole),
+bone lengths exact by construction, a few training steps lower the loss, checkpoint round trip, the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from momu_live import MomuError
+from momu_live.models import rig as R
+from momu_live.models.builders import build_rig_vae, debug_rig_vae
+from momu_live.models.rig_vae import RigVAE, load_rig_vae
+from momu_live.models.skeleton import bone_lengths
+
+FPS = float(R.RigConfig().fps)
+BONES_M = np.array([0.12, 0.12, 0.18, 0.15, 0.30, 0.25, 0.15, 0.30, 0.25, 0.10, 0.45, 0.42, 0.16, 0.10, 0.45, 0.42, 0.16])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+def random_features(T: int = 64, seed: int = 0) -> np.ndarray:
+    """Rig features (T, 86) of a smooth random dance (rotations within ~50 deg of the T-pose, turning, walking)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) / FPS
+    rotvec = np.zeros((T, 18, 3))
+    for j in R.ROTATED_JOINTS:
+        amp, freq, ph = rng.uniform(0.1, 0.9, 3), rng.uniform(0.2, 1.5, 3), rng.uniform(0, 6.3, 3)
+        rotvec[:, j] = amp * np.sin(2 * np.pi * freq * t[:, None] + ph)
+    rotvec[:, 0, 1] = 1.3 * t
+    mats = Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(T, 18, 3, 3)
+    root = np.stack([0.4 * t, 0.9 + 0.05 * np.sin(4 * t), 0.2 * np.sin(t)], axis=-1)
+    rig = R.RigMotion(rot6d=R.matrix_to_rot6d_np(mats), root=root, bones=BONES_M, fps=FPS)
+    return R.to_features(rig)
+
+
+def _vae(seed: int = 0) -> RigVAE:
+    torch.manual_seed(seed)
+    vae = debug_rig_vae()
+    feats = [random_features(96, s) for s in range(3)]
+    vae.set_stats(R.RigStats.fit(feats))
+    return vae.eval()
+
+
+def test_shapes_latent_rate_and_crop_rule():
+    vae = _vae()
+    x = torch.from_numpy(np.stack([random_features(41, 0), random_features(41, 1)]))  # odd: last frame dropped
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (2, vae.latent_dim, 20)  # x2 down: the latent rate
+    f = vae.decode(mu)
+    assert f.shape == (2, 40, R.N_FEATURES)
+    c = f[..., R.FEATURE_LAYOUT["contacts"]]
+    assert float(c.detach().min()) >= 0 and float(c.detach().max()) <= 1  # probabilities
+    with pytest.raises(MomuError):
+        vae.encode(x[:, :1])
+    with pytest.raises(MomuError):
+        vae.encode(torch.zeros(1, 8, 85))
+    assert sum(p.numel() for p in build_rig_vae("small").parameters()) > 10 * sum(p.numel() for p in vae.parameters())
+
+
+def test_streaming_chunked_equals_whole():
+    vae = _vae()
+    x = torch.from_numpy(random_features(48, 2))[None]
+    bones = torch.tensor(BONES_M, dtype=torch.float32)[None]
+    start = torch.tensor([[0.3, -0.2, 0.7]])
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        feats = vae.decode(mu)
+        pos = vae.positions(feats, bones, start)
+        st, mus, lvs = None, [], []
+        for a in range(0, 48, 6):  # 3 latent frames per chunk
+            m, lv, st = vae.encode_stream(x[:, a:a + 6], st)
+            mus.append(m)
+            lvs.append(lv)
+        assert torch.allclose(torch.cat(mus, -1), mu, atol=1e-5)
+        assert torch.allclose(torch.cat(lvs, -1), logvar, atol=1e-5)
+        st, fs, ps = None, [], []
+        for a, b in ((0, 1), (1, 5), (5, 6), (6, 24)):  # uneven latent chunks
+            p, st = vae.decode_positions_stream(mu[..., a:b], bones, st, start=start)
+            ps.append(p)
+        assert torch.allclose(torch.cat(ps, 1), pos, atol=1e-4)
+        st2 = None
+        for a in range(0, 24, 4):
+            f, st2 = vae.decode_stream(mu[..., a:a + 4], st2)
+            fs.append(f)
+        assert torch.allclose(torch.cat(fs, 1), feats, atol=1e-5)
+
+
+def test_bone_lengths_exact_by_construction():
+    vae = _vae(1)
+    with torch.no_grad():
+        z = torch.randn(2, vae.latent_dim, 16) * 3  # any latent, even far from the data
+        pos = vae.positions(vae.decode(z), torch.tensor(np.stack([BONES_M, BONES_M * 1.1]), dtype=torch.float32))
+    for b, scale in ((0, 1.0), (1, 1.1)):
+        bl = bone_lengths(pos[b].double().numpy())  # (T, 17)
+        assert bl.std(axis=0).max() < 1e-6
+        np.testing.assert_allclose(bl.mean(0), BONES_M * scale, atol=1e-5)
+
+
+def test_a_few_training_steps_lower_the_loss():
+    from momu_live.models.train_rig_vae import TrainConfig, rig_vae_losses
+
+    vae = _vae(2).train()
+    cfg = TrainConfig(size="debug")
+    x = torch.from_numpy(np.stack([random_features(32, s) for s in range(4)]))
+    bones = torch.tensor(np.stack([BONES_M] * 4), dtype=torch.float32)
+    opt = torch.optim.Adam(vae.parameters(), 3e-3)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        first, m0 = rig_vae_losses(vae, x, bones, cfg, sample=False)
+    for _ in range(40):
+        loss, _ = rig_vae_losses(vae, x, bones, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        last, m1 = rig_vae_losses(vae, x, bones, cfg, sample=False)
+    assert float(last) < 0.7 * float(first)
+    assert m1["pos_mm"] < m0["pos_mm"]
+    for k in ("rot", "root", "pos_mm", "vel", "acc", "contact_bce", "skate", "kl"):
+        assert np.isfinite(m1[k])
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from momu_live.models.checkpoint import save_checkpoint
+
+    vae = _vae(3)
+    save_checkpoint(tmp_path / "rig_vae", vae, vae.cfg, "rig_vae", {})
+    back = load_rig_vae(tmp_path / "rig_vae")
+    x = torch.from_numpy(random_features(16, 4))[None]
+    with torch.no_grad():
+        assert torch.equal(back.encode(x)[0], vae.encode(x)[0])
+    assert torch.equal(back.feat_std, vae.feat_std)
+
+
+def _tiny_cache(root, dwm_ids):
+    """A rig cache (momu data rig layout) of synthetic dances under the DwM validation names + train names."""
+    import json
+
+    root.mkdir()
+    entries = []
+    for k, did in enumerate(dwm_ids):
+        rig = R.from_features(random_features(120, k), BONES_M, fps=FPS)
+        rig.save(root / f"{did}.npz")
+        entries.append({"id": did, "split": "train"})
+    feats = [random_features(120, k) for k in range(len(dwm_ids))]
+    (root / "index.json").write_text(json.dumps({"config": {}, "dances": entries, "stats": R.RigStats.fit(feats).to_dict()}))
+
+
+def test_cli_trains_and_validates_on_a_tiny_cache(tmp_path, momu_cli):
+    ids = ["DANCE_C_1", "DANCE_C_2", "DANCE_C_6", "DANCE_W_7"]  # C_6, W_7: DwM validation dances
+    _tiny_cache(tmp_path / "rig", ids)
+    out = tmp_path / "run"
+    r = momu_cli("train", "rig-vae", "--rig", str(tmp_path / "rig"), "--size", "debug", "--steps", "4", "--batch", "2",
+                 "--clip", "8", "--val-seconds", "5", "--val-every", "4", "--ckpt-every", "4", "--out", str(out),
+                 "--no-progress", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    val = json.loads(r.stdout.strip().splitlines()[-1])
+    assert val["bone_sd_m"] < 1e-6 and val["mpjpe_rig_mm"] > 0 and np.isfinite(val["kinetic_fd"])
+    assert load_rig_vae(out / "rig_vae").latent_dim == 4
+    missing = momu_cli("train", "rig-vae", "--rig", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--no-progress")
+    assert missing.returncode == 2 and "momu data rig" in missing.stderr
+
+
+def test_real_rig_cache_copy_is_exact_in_bones(dwm_shared):
+    """On the shared data (skips naming MOMU_SHARED without it): fit one validation dance's first 4 s, copy it."""
+    from momu_live.models.datasets import load_dwm
+    from momu_live.models.train_rig_vae import RigDance, evaluate_copy
+
+    pair = load_dwm(dwm_shared, ["DANCE_W_7"])[0]
+    joints = pair.motion.resample(FPS).joints[:88]
+    rig = R.fit_rig(joints, FPS, ik=R.IkConfig(iters=20))
+    d = RigDance("DANCE_W_7", R.to_features(rig), rig.bones, np.asarray(R.rig_start(rig)), "val")
+    vae = _vae(4)
+    r = evaluate_copy(vae, [d], None, seconds=4.0, real={"DANCE_W_7": joints})
+    assert r["bone_sd_m"] < 1e-6 and r["mpjpe_real_mm"] > 0
