@@ -24,7 +24,7 @@ import soundfile as sf
 from _cli import run_momu
 from momu_live.live.backend import make_backend
 from momu_live.live.control import ControlInput
-from momu_live.bridge.grammar import pose_frame_fields, status_fields
+from momu_live.bridge.grammar import beat_fields, pose_frame_fields, status_fields
 from momu_live.live.engine import EngineConfig, LiveEngine
 from momu_live.live.latency import rss_mb
 from momu_live.live.monitor import OscMonitor, free_udp_port, osc_message
@@ -70,7 +70,7 @@ def test_video_source_end_to_end_to_a_real_osc_receiver(dancer_video):
     _status_rate_ok(status)
     beats = mon.of("/momu/beat")
     assert beats, "beats mode emitted no /momu/beat in 8 s"
-    bpm = beats[-1][1][2]
+    bpm = beat_fields(beats[-1][1])["bpm"]
     assert 40 <= bpm <= 240
     assert engine.windows >= 10 and engine.stats.summary()["e2e"]["median"] < 200
 
@@ -467,7 +467,6 @@ def test_a_held_tempo_publishes_beats_with_no_input_at_all():
     """--source none with a tempo set over OSC: the beat clock runs on its own, on the held tempo."""
     import socket
 
-    from momu_live.bridge.grammar import beat_fields
     from momu_live.live.control import ControlInput
 
     mon = OscMonitor()
