@@ -371,6 +371,7 @@ def plot_copy(fig: dict, path: str | Path, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5))
     import matplotlib.pyplot as plt
 
     from momu_live.models.skeleton import BONES
+    from momu_live.render import stick_panel
 
     rows = [("real dance", fig["real"]), ("rig fit", fig["rig"]), ("position VAE copy", fig["position_vae"]),
             ("rig-VAE copy", fig["rig_vae"])]
@@ -385,16 +386,8 @@ def plot_copy(fig: dict, path: str | Path, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5))
                 x, y = p[:, ax_i], p[:, 1] + j[k, 0, 1]
                 for a, b in BONES:
                     ax.plot([x[a], x[b]], [y[a], y[b]], color=col, lw=lw, ls=ls, alpha=0.9)
-            ax.axhline(0, color="0.7", lw=0.8)
-            ax.set_xlim(-0.9, 0.9)
-            ax.set_ylim(-0.1, 1.95)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"{t:.1f} s", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(("front view: left-right" if ax_i == 0 else "side view: forward") + " / height", fontsize=8)
+            stick_panel(ax, f"{t:.1f} s" if r == 0 else None,
+                        (("front view: left-right" if ax_i == 0 else "side view: forward") + " / height") if c == 0 else None)
     f.suptitle(f"{fig['dance']}: real (thick grey), rig fit (green dotted), position-VAE copy (red dashed), rig-VAE copy "
                "(blue);\neach pose in its own facing frame (heading removed), pelvis at 0, grey line = floor", fontsize=8)
     f.tight_layout()

@@ -69,6 +69,21 @@ def draw_frames(joints: np.ndarray, size: tuple[int, int] = (480, 480), fps: flo
         yield img
 
 
+def stick_panel(ax, title: str | None = None, ylabel: str | None = None, fontsize: int = 8) -> None:
+    """The one look of a stick-figure panel in the figures (model card, eval, VAE copies): a floor line,
+    a 1.8 x 2.05 m box at equal scale, no ticks, the time as title on the top row, the row name at left."""
+    ax.axhline(0, color="0.65", lw=0.8)
+    ax.set_xlim(-0.9, 0.9)
+    ax.set_ylim(-0.1, 1.95)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=fontsize)
+
+
 def render_skeleton(joints: np.ndarray, fps, out: str | Path, wav: np.ndarray | None = None, sr: int = DEFAULT_TIMEBASE.sample_rate,
                     size: tuple[int, int] = (480, 480), progress: bool = False) -> Path:
     """Canonical joints (T, 18, 3) at ``fps`` -> MP4 (with ``wav`` as soundtrack when given)."""

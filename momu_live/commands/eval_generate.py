@@ -811,6 +811,7 @@ def _fig_sticks(path, fig, fps, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5)) -> None:
     import matplotlib.pyplot as plt
 
     from momu_live.models.skeleton import BONES, JOINT_INDEX
+    from momu_live.render import stick_panel
 
     rows = [("real dance", fig["real"]), ("VAE copy", fig["vae"]), ("generated, no guidance", fig[f"dance:{GENERATED[0]}"]),
             ("generated + beat guidance", fig[f"dance:{GENERATED[1]}"])]
@@ -824,16 +825,7 @@ def _fig_sticks(path, fig, fps, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5)) -> None:
             x = p[:, 0] - p[0, 0]
             for a, b in BONES:
                 ax.plot([x[a], x[b]], [p[a, 1], p[b, 1]], color="tab:orange" if b in left else "tab:blue", lw=2)
-            ax.axhline(0, color="0.6", lw=0.8)
-            ax.set_xlim(-0.9, 0.9)
-            ax.set_ylim(-0.1, 1.95)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"{t:.1f} s", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=8)
+            stick_panel(ax, f"{t:.1f} s" if r == 0 else None, name if c == 0 else None)
     f.suptitle(f"{fig['dance']}: world x-y projection (seen from +z; the dancer turns), pelvis centred; "
                "orange = left side, grey line = floor y = 0", fontsize=9)
     f.tight_layout()
