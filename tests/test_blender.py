@@ -50,6 +50,13 @@ r.stop()
 """
 
 
+def _child_result(proc) -> dict:
+    """The JSON a Blender child prints last, once it exits (its stderr on failure)."""
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _child_port(proc) -> int:
     """The port a Blender child prints as its first JSON line (its stderr on failure)."""
     line = ""
@@ -80,9 +87,7 @@ def test_blender_armature_follows_osc_poses(source):
             r.emit(PoseFrame(1, k, k / 30, j + 10.0))  # another dancer: ignored by a person-0 receiver
             time.sleep(0.02)
         r.close()
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-        res = json.loads(out.strip().splitlines()[-1])
+        res = _child_result(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -195,9 +200,7 @@ def test_blender_addon_registers_reruns_and_stops_cleanly(tmp_path):
             r.emit(PoseFrame(0, k, k / 30, base + 0.05 * k))
             time.sleep(0.02)
         r.close()
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-        res = json.loads(out.strip().splitlines()[-1])
+        res = _child_result(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
