@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
 
+from _rigdata import BONES_M, random_rig
 from momu_live import MomuError
 from momu_live.models import rig as R
 from momu_live.models.builders import build_rig_vae, debug_rig_vae
@@ -14,7 +14,6 @@ from momu_live.models.rig_vae import RigVAE, load_rig_vae
 from momu_live.models.skeleton import bone_lengths
 
 FPS = float(R.RigConfig().fps)
-BONES_M = np.array([0.12, 0.12, 0.18, 0.15, 0.30, 0.25, 0.15, 0.30, 0.25, 0.10, 0.45, 0.42, 0.16, 0.10, 0.45, 0.42, 0.16])
 
 
 @pytest.fixture(autouse=True)
@@ -23,18 +22,8 @@ def _one_thread(one_torch_thread):
 
 
 def random_features(T: int = 64, seed: int = 0) -> np.ndarray:
-    """Rig features (T, 86) of a smooth random dance (rotations within ~50 deg of the T-pose, turning, walking)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(T) / FPS
-    rotvec = np.zeros((T, 18, 3))
-    for j in R.ROTATED_JOINTS:
-        amp, freq, ph = rng.uniform(0.1, 0.9, 3), rng.uniform(0.2, 1.5, 3), rng.uniform(0, 6.3, 3)
-        rotvec[:, j] = amp * np.sin(2 * np.pi * freq * t[:, None] + ph)
-    rotvec[:, 0, 1] = 1.3 * t
-    mats = Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(T, 18, 3, 3)
-    root = np.stack([0.4 * t, 0.9 + 0.05 * np.sin(4 * t), 0.2 * np.sin(t)], axis=-1)
-    rig = R.RigMotion(rot6d=R.matrix_to_rot6d_np(mats), root=root, bones=BONES_M, fps=FPS)
-    return R.to_features(rig)
+    """Rig features (T, 86) of the shared smooth random dance (tests/_rigdata.py), at the model rate."""
+    return R.to_features(random_rig(T, seed, fps=FPS))
 
 
 def _vae(seed: int = 0) -> RigVAE:
