@@ -7,8 +7,8 @@ Files in the record directory:
   bridge's one WAV writer (``momu_live.bridge.audio_io.WavRecorder``), whose header is rewritten on
   every write, so the file plays even if the process is killed;
 - ``poses.npz`` - ``capture_*`` and ``generated_*`` arrays (``times`` (N,), ``frames`` (N,),
-  ``persons`` (N,), ``joints`` (N, J, 3), ``confidence`` (N, J)), re-written atomically every
-  ``flush_s`` and on close;
+  ``persons`` (N,), ``joints`` (N, J, 3), ``confidence`` (N, J)), written (empty) when the recording
+  opens, then re-written atomically every ``flush_s`` and on close;
 - ``capture_motion.npz``, ``generated_motion.npz`` - the same poses in the motion format of the CLI
   (``momu_live.models.motion``: ``joints`` [T, J, 3], ``fps``, ``joint_names``, ``confidence`` [T, J],
   ``meta``), so ``momu generate motion2music --motion DIR/capture_motion.npz`` reads a live session:
@@ -76,6 +76,7 @@ class Recorder:
         self._last_flush = time.monotonic()
         self.closed = False
         self.counts = {"pose": 0, "beat": 0, "status": 0, "audio_samples": 0}
+        self._flush()  # poses.npz exists (empty) from the start: a kill before the first flush_s loses nothing
 
     def emit(self, ev) -> None:
         with self._lock:
