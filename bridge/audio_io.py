@@ -362,7 +362,7 @@ class WavRecorder:
         sf._snd.sf_command(self._f._file, SFC_SET_UPDATE_HEADER_AUTO, sf._ffi.NULL, 1)
         self.frames = 0
         self.errors = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a Ctrl-C landing inside write leaves it held by this thread, and atexit close() must still run
         self._closed = False
         _open_recorders.add(self)
 
