@@ -108,3 +108,21 @@ def load_checkpoint(path: str | Path, family: str, build: Callable[[dict], torch
     load_into(model, load_state(path), where=str(_paths(path)[0]))
     model.eval()
     return model, doc
+
+
+def init_from(model: torch.nn.Module, path: str | Path, new: tuple[str, ...] = ()) -> list[str]:
+    """Initialise ``model`` from a checkpoint of an earlier config (fine-tuning): every tensor of the checkpoint
+    must exist in the model with the same shape, and the model's tensors the checkpoint lacks must all start with
+    one of the ``new`` prefixes (modules the new config adds, e.g. the DiT's rhythm control).  Returns the names
+    of those new tensors (left at their initialisation).  Not a loader: inference loads strictly (``load_into``)."""
+    state = load_state(path)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    fresh = sorted(set(own) - set(state))
+    stray = [k for k in fresh if not k.startswith(tuple(new))] if new else fresh
+    if unexpected or shape or stray:
+        raise MomuError(f"cannot initialise from {path}: unexpected {unexpected[:3]}, shape mismatch {shape[:3]}, "
+                        f"missing {stray[:3]} (only modules named {list(new)} may be new)")
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in state.items()}}, strict=True)
+    return fresh

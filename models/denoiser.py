@@ -4,7 +4,8 @@ Every object here is a callable ``D(x, sigma) -> x0_hat`` in the VE parameterisa
 models/sampling.py.  They compose:
 
 - ``FlowDenoiser``: rectified-flow network -> VE denoiser (preconditioning).  With
-  ``t = sigma / (1 + sigma)`` the flow state is ``x_t = x / (1 + sigma)`` and ``x0 = x_t - t v``.
+  ``t = sigma / (1 + sigma)`` the flow state is ``x_t = x / (1 + sigma)`` and ``x0 = x_t - t v``.  It also
+  carries the rhythm control of a sampling run (models/rhythm_control.py) into every network pass.
 - ``CFGDenoiser``: classifier-free guidance (Ho & Salimans 2022, eq. 6):
   ``D = D_u + w (D_c - D_u)``; the conditional and unconditional passes go through ONE batched forward.
 - ``JointDenoiser``: the paper's cross-guidance sampling for joint generation (MoMu-Diffusion Sec. 3.3):
@@ -34,14 +35,20 @@ def _col(v: torch.Tensor) -> torch.Tensor:
 class FlowDenoiser:
     """VE denoiser from a rectified-flow velocity network (see module docstring)."""
 
-    def __init__(self, model):
+    def __init__(self, model, rhythm: torch.Tensor | None = None):
+        """``rhythm`` (1, R, L): the rhythm control (models/rhythm_control.py) every pass sees, CFG's unconditional
+        pass included; None: the network's null rhythm (or a network without the control)."""
         self.model = model
+        self.rhythm = rhythm if getattr(getattr(model, "cfg", None), "rhythm_dim", 0) else None
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, task: torch.Tensor, cond: torch.Tensor | None = None,
                  cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         t = sigma_to_t(sigma.float())  # (B,)
         xt = x / _col(1.0 + sigma)  # (B, C, L)
-        v = self.model(xt, t, task, cond, cond_mask)  # (B, C, L)
+        if self.rhythm is None:
+            v = self.model(xt, t, task, cond, cond_mask)  # (B, C, L)
+        else:
+            v = self.model(xt, t, task, cond, cond_mask, self.rhythm.expand(x.shape[0], -1, -1))  # (B, C, L)
         return xt - _col(t) * v
 
 

@@ -5,6 +5,7 @@ modality is being denoised (0 = music, 1 = motion) and the other modality's late
 latent time base (10.77 Hz, docs/DESIGN.md), are the per-frame condition:
 
     h_i = W_x x_t[i] + (m * W_c c[i] + (1 - m) * e_null)          (B, L, D)
+          [+ (r * W_r rho[i] + (1 - r) * e_null_rhythm)]            rhythm control (rhythm_dim > 0)
     c_emb = MLP(sinusoid(1000 t)) + E_task[task]                    (B, D)
     h = DiTBlock(h, c_emb) x depth;  v = Linear(adaLN(h, c_emb))     (B, L, C)
 
@@ -16,6 +17,9 @@ latent time base (10.77 Hz, docs/DESIGN.md), are the per-frame condition:
   training (no length extrapolation).
 - Condition dropout (``m = 0`` with probability ``cond_drop`` in training) gives the unconditional
   model needed for classifier-free guidance and for the paper's cross-guidance (t > Tc).
+- Rhythm control (beyond the paper; models/rhythm_control.py): an optional per-frame beat / bar phase and tempo
+  input ``rho`` (B, R, L), dropped with probability ``rhythm_drop`` in training (``r = 0``) so the model also
+  runs without one.  ``W_r`` starts at zero: a DiT initialised from one without the control starts unchanged.
 - Output: the rectified-flow velocity v = eps - x0 for x_t = (1 - t) x0 + t eps (models/denoiser.py
   turns it into a VE denoiser).
 """
@@ -44,6 +48,8 @@ class DiTConfig:
     n_tasks: int = 2
     cond_drop: float = 0.1  # training-time condition dropout (CFG)
     rope_base: float = 10000.0
+    rhythm_dim: int = 0  # rhythm control channels (models/rhythm_control.RHYTHM_DIM); 0: none
+    rhythm_drop: float = 0.2  # training-time rhythm dropout
 
 
 SIZES: dict[str, DiTConfig] = {
@@ -123,7 +129,8 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """v = DiT(x_t (B, C, L), t (B,), task (B,), cond (B, C, L), cond_mask (B,)) -> (B, C, L)."""
+    """v = DiT(x_t (B, C, L), t (B,), task (B,), cond (B, C, L), cond_mask (B,), rhythm (B, R, L), rhythm_mask (B,))
+    -> (B, C, L)."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -132,6 +139,11 @@ class DiT(nn.Module):
         self.x_in = nn.Linear(C, D)
         self.c_in = nn.Linear(C, D)
         self.null_cond = nn.Parameter(torch.zeros(D))
+        if cfg.rhythm_dim:
+            self.r_in = nn.Linear(cfg.rhythm_dim, D)
+            self.null_rhythm = nn.Parameter(torch.zeros(D))
+            nn.init.zeros_(self.r_in.weight)
+            nn.init.zeros_(self.r_in.bias)
         self.t_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.task_emb = nn.Embedding(cfg.n_tasks, D)
         self.blocks = nn.ModuleList(DiTBlock(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
@@ -143,15 +155,13 @@ class DiT(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, task: torch.Tensor, cond: torch.Tensor | None = None,
-                cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+                cond_mask: torch.Tensor | None = None, rhythm: torch.Tensor | None = None,
+                rhythm_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, C, L = x.shape
         h = self.x_in(x.transpose(1, 2))  # (B, L, D)
-        if cond is None:
-            h = h + self.null_cond
-        else:
-            m = torch.ones(B, device=x.device, dtype=h.dtype) if cond_mask is None else cond_mask.to(h.dtype)
-            ce = self.c_in(cond.transpose(1, 2))  # (B, L, D)
-            h = h + m[:, None, None] * ce + (1 - m)[:, None, None] * self.null_cond
+        h = h + self._embed(cond, cond_mask, self.c_in, self.null_cond, B, h.dtype)
+        if self.cfg.rhythm_dim:
+            h = h + self._embed(rhythm, rhythm_mask, self.r_in, self.null_rhythm, B, h.dtype)
         c = self.t_mlp(timestep_embedding(1000.0 * t, self.cfg.dim)) + self.task_emb(task)  # (B, D)
         cos, sin = rope_tables(L, self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device, h.dtype)
         mask = band_mask(L, self.cfg.attn_window, x.device)
@@ -160,11 +170,21 @@ class DiT(nn.Module):
         sh, sc = self.ada_out(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm_out(h), sh, sc)).transpose(1, 2)  # (B, C, L)
 
+    @staticmethod
+    def _embed(c: torch.Tensor | None, mask: torch.Tensor | None, proj: nn.Linear, null: torch.Tensor, B: int, dtype):
+        """Per-frame condition (B, *, L) -> (B, L, D) embedding; rows with mask 0 (or no condition) get ``null``."""
+        if c is None:
+            return null
+        m = torch.ones(B, device=c.device, dtype=dtype) if mask is None else mask.to(dtype)  # (B,)
+        return m[:, None, None] * proj(c.transpose(1, 2)) + (1 - m)[:, None, None] * null  # (B, L, D)
+
 
 def flow_matching_loss(model: DiT, x0: torch.Tensor, cond: torch.Tensor, task: torch.Tensor,
-                       generator: torch.Generator | None = None, cond_drop: float | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, cond_drop: float | None = None,
+                       rhythm: torch.Tensor | None = None, rhythm_drop: float | None = None) -> torch.Tensor:
     """Rectified-flow / conditional flow-matching loss (Liu et al. 2023 eq. 1; Lipman et al. 2023 eq. 23):
-    || v_theta((1-t) x0 + t eps, t) - (eps - x0) ||^2 with t ~ logit-normal(0, 1) (SD3, Esser et al. 2024)."""
+    || v_theta((1-t) x0 + t eps, t) - (eps - x0) ||^2 with t ~ logit-normal(0, 1) (SD3, Esser et al. 2024).
+    ``rhythm`` (B, R, L): the rhythm control, dropped per item with probability ``rhythm_drop``."""
     B = x0.shape[0]
     dev = x0.device
     eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
@@ -172,5 +192,9 @@ def flow_matching_loss(model: DiT, x0: torch.Tensor, cond: torch.Tensor, task: t
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * eps  # (B, C, L)
     p = model.cfg.cond_drop if cond_drop is None else cond_drop
     keep = (torch.rand(B, generator=generator, device=dev) >= p)  # (B,)
-    v = model(xt, t, task, cond, keep)
+    r_keep = None
+    if rhythm is not None:
+        pr = model.cfg.rhythm_drop if rhythm_drop is None else rhythm_drop
+        r_keep = torch.rand(B, generator=generator, device=dev) >= pr  # (B,)
+    v = model(xt, t, task, cond, keep, rhythm, r_keep)
     return F.mse_loss(v, eps - x0)

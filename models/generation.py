@@ -47,8 +47,9 @@ from momu_live.modes import TASKS, Mode  # the pipeline's tasks are the generati
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """How to sample: sampler name, number of steps (the runtime knob), schedule, CFG weight, Tc, and how
-    hard beat guidance pushes when a beat grid is given (models/guidance.py; no grid: no guidance)."""
+    """How to sample: sampler name, number of steps (the runtime knob), schedule, CFG weight, Tc, how hard beat
+    guidance pushes when a beat grid is given (models/guidance.py; no grid: no guidance), and whether the grid
+    also sets the rhythm control."""
 
     sampler: str = "euler"
     steps: int = 4
@@ -56,6 +57,7 @@ class SamplerSpec:
     guidance: float = 3.5
     tc: float = 0.5  # cross-guidance switch time (fraction of T), joint only
     beat: BeatSpec = BeatSpec()
+    rhythm: bool = True  # a grid also sets the DiT's rhythm control (models/rhythm_control.py) when it has one
 
     def sigmas(self) -> torch.Tensor:
         if self.steps < 1:
@@ -110,20 +112,27 @@ class LatentSampler:
         self.C = dit.cfg.latent_dim
         self.inner = FlowDenoiser(self.dit)
 
-    def _denoiser(self, task: str, cond: torch.Tensor | None, spec: SamplerSpec):
+    @property
+    def has_rhythm(self) -> bool:
+        """Whether the DiT takes a rhythm control (models/rhythm_control.py)."""
+        return bool(getattr(self.dit.cfg, "rhythm_dim", 0))
+
+    def _denoiser(self, task: str, cond: torch.Tensor | None, spec: SamplerSpec, inner: FlowDenoiser):
         if task == "motion2music":
-            return CFGDenoiser(self.inner, TASK_MUSIC, cond, spec.guidance)
+            return CFGDenoiser(inner, TASK_MUSIC, cond, spec.guidance)
         if task == "music2motion":
-            return CFGDenoiser(self.inner, TASK_MOTION, cond, spec.guidance)
+            return CFGDenoiser(inner, TASK_MOTION, cond, spec.guidance)
         raise MomuError(f"unknown task {task!r}; choose one of {TASKS}")
 
     @torch.no_grad()
     def sample(self, task: str, length: int, cond: torch.Tensor | None = None, seed: int = 0,
                spec: SamplerSpec = SamplerSpec(), prefix: torch.Tensor | None = None, batch: int = 1,
-               callback: Callable | None = None, guide: Callable | None = None) -> torch.Tensor:
+               callback: Callable | None = None, guide: Callable | None = None,
+               rhythm: torch.Tensor | None = None) -> torch.Tensor:
         """Latents (B, C, length) [joint: (2B, C, length), music rows first].  ``cond`` (B, C, length).
 
-        ``guide``: a beat objective (models/guidance.py, latents -> loss per row) for this window, or None."""
+        ``guide``: a beat objective (models/guidance.py, latents -> loss per row) for this window, or None.
+        ``rhythm`` (1, R, length): the rhythm control (models/rhythm_control.py); ignored by a DiT without one."""
         if length < 1:
             raise MomuError(f"length must be at least one latent frame, got {length}")
         if task != "joint":
@@ -134,6 +143,13 @@ class LatentSampler:
             if cond.shape[-1] != length:
                 raise MomuError(f"condition has {cond.shape[-1]} latent frames, expected {length}")
         rows = 2 * batch if task == "joint" else batch
+        if not spec.beat.active:
+            guide = None  # --beat-strength 0: the grid only sets the rhythm control
+        inner = self.inner
+        if rhythm is not None and self.has_rhythm and spec.rhythm:
+            if rhythm.shape[-1] != length:
+                raise MomuError(f"rhythm control has {rhythm.shape[-1]} latent frames, expected {length}")
+            inner = FlowDenoiser(self.dit, rhythm.to(self.device, torch.float32))
         sigmas = spec.sigmas().to(self.device)
         x = _noise(seed, rows, self.C, length, self.device) * sigmas[0]  # (rows, C, L)
         known = mask = None
@@ -148,9 +164,9 @@ class LatentSampler:
         if task == "joint":
             # cross-guidance must see the known frames and the beat-guided estimates of the other modality
             post = None if guide is None else BeatGuidedDenoiser(None, guide, spec.beat).apply
-            den = JointDenoiser(self.inner, spec.guidance, spec.tc, known, mask, post)
+            den = JointDenoiser(inner, spec.guidance, spec.tc, known, mask, post)
         else:
-            den = self._denoiser(task, cond, spec)
+            den = self._denoiser(task, cond, spec, inner)
             if guide is not None:
                 den = BeatGuidedDenoiser(den, guide, spec.beat)
             if prefix is not None:
@@ -168,15 +184,16 @@ class LatentSampler:
 
     @torch.no_grad()
     def step(self, task: str, cond_chunk: torch.Tensor | None, state: SamplerState, spec: SamplerSpec = SamplerSpec(),
-             n_frames: int | None = None, batch: int = 1, guide: Callable | None = None
-             ) -> tuple[torch.Tensor, SamplerState]:
+             n_frames: int | None = None, batch: int = 1, guide: Callable | None = None,
+             rhythm: Callable | None = None) -> tuple[torch.Tensor, SamplerState]:
         """Next latent frames given the condition's next k frames (joint: ``n_frames`` = k, no condition).
 
         Window = [prefix (<= overlap emitted frames) | pending (<= blend held-back frames) | k new frames]; the
         prefix is inpainted, the pending frames are cross-faded (weight of the old estimate falling linearly to
         0), and all but the last ``blend`` frames are emitted, so the output lags the input by ``blend`` frames
         (``flush`` returns the held-back ones at the end of a stream).  ``guide``: ``start_s -> objective``
-        (models/guidance.make_guide), called with the window's start in seconds from the stream start.
+        (models/guidance.make_guide), called with the window's start in seconds from the stream start;
+        ``rhythm``: ``(start_s, length) -> (1, R, length)`` rhythm control of the window, or None.
         """
         k = cond_chunk.shape[-1] if cond_chunk is not None else int(n_frames or 0)
         if k < 1:
@@ -189,9 +206,11 @@ class LatentSampler:
             cond_chunk = cond_chunk.to(self.device, torch.float32)
             tail = state.cond_tail
             cond = cond_chunk if tail is None else torch.cat([tail, cond_chunk], dim=-1)  # (B, C, P + D + k)
-        objective = None if guide is None else guide(float((state.frames - P) / DEFAULT_TIMEBASE.latent_rate))
+        start_s = float((state.frames - P) / DEFAULT_TIMEBASE.latent_rate)
+        objective = None if guide is None else guide(start_s)
+        rho = None if rhythm is None else rhythm(start_s, P + D + k)  # (1, R, P + D + k)
         out = self.sample(task, P + D + k, cond, window_seed(state.seed, state.index), spec, prefix=prev, batch=batch,
-                          guide=objective)  # (rows, C, P + D + k)
+                          guide=objective, rhythm=rho)  # (rows, C, P + D + k)
         if D:
             out = out.clone()
             out[..., P:P + D] = cross_fade(pend, out[..., P:P + D])
@@ -217,7 +236,7 @@ class LatentSampler:
 
     def windows(self, task: str, cond: torch.Tensor | None, length: int, window: int, overlap: int, seed: int = 0,
                 spec: SamplerSpec = SamplerSpec(), batch: int = 1, callback: Callable | None = None,
-                blend: int = 0, guide: Callable | None = None) -> torch.Tensor:
+                blend: int = 0, guide: Callable | None = None, rhythm: Callable | None = None) -> torch.Tensor:
         """Offline window-stitched generation: exactly the live ``step`` loop over chunks of ``window`` frames."""
         state = self.init_state(overlap, seed, blend)
         outs = []
@@ -225,7 +244,7 @@ class LatentSampler:
         for n, a in enumerate(starts):
             b = min(a + window, length)
             chunk = cond[..., a:b] if cond is not None else None
-            new, state = self.step(task, chunk, state, spec, n_frames=b - a, batch=batch, guide=guide)
+            new, state = self.step(task, chunk, state, spec, n_frames=b - a, batch=batch, guide=guide, rhythm=rhythm)
             outs.append(new)
             if callback is not None:
                 callback(n, len(starts))
@@ -241,17 +260,15 @@ class LatentSampler:
 class StreamState:
     """A pipeline stream's continuation (``Pipeline.init_stream``): every step takes one and returns the next.
 
-    The VAE and vocoder stream states are opaque (models/vae.py, models/vocoder.py); C is the latent width."""
+    The VAE, motion codec and vocoder stream states are opaque (models/vae.py, models/motion_codec.py,
+    models/vocoder.py); C is the latent width."""
 
     task: str  # a generating momu_live.modes.Mode value
     sampler: SamplerState  # latent window stitching (rows: 1, joint 2)
-    enc: Any = None  # causal VAE encoder of the condition (motion2music: motion, music2motion: music)
+    enc: Any = None  # causal encoder of the condition (motion2music: the motion codec's, music2motion: the music VAE's)
     music_dec: Any = None  # causal music decoder (motion2music, joint)
-    motion_dec: Any = None  # causal motion decoder (music2motion, joint)
+    motion_dec: Any = None  # the motion codec's decoder state: layers + root path and heading (music2motion, joint)
     voc: dict | None = None  # vocoder stream (tasks with music out and a streaming vocoder)
-    last_pose: np.ndarray | None = None  # (1, 18, 3) last input pose: motion features' differences across chunks
-    last_feat: np.ndarray | None = None  # (1, F) last decoded motion feature: root integration across chunks
-    last_root: tuple[float, float] | None = None  # (x, z) of the last generated root
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,14 +283,23 @@ class StepOutput:
 
 
 class Pipeline:
-    """VAE + DiT + vocoder.  Music in/out as 22.05 kHz float32 mono, motion as canonical joints at the model rate."""
+    """VAE + motion codec + DiT + vocoder.  Music in/out as 22.05 kHz float32 mono, motion as canonical joints at
+    the model rate.  ``motion``: a motion codec (models/motion_codec.py; default the BiCoR-VAE's own motion half)."""
 
-    def __init__(self, vae, dit, vocoder=None, device: str | torch.device = "cpu"):
+    def __init__(self, vae, dit, vocoder=None, device: str | torch.device = "cpu", motion=None):
+        from momu_live.models.motion_codec import PositionCodec
+
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
-        if vae.latent_dim != dit.cfg.latent_dim:
-            raise MomuError(f"VAE latent width {vae.latent_dim} != DiT latent width {dit.cfg.latent_dim}; "
-                            "the diffusion weights were trained on another VAE")
+        if motion is None:
+            motion = PositionCodec(self.vae)
+        else:
+            motion.vae.to(self.device).eval()
+        self.motion = motion
+        for what, width in (("VAE", vae.latent_dim), (f"{motion.kind} motion VAE", motion.latent_dim)):
+            if width != dit.cfg.latent_dim:
+                raise MomuError(f"{what} latent width {width} != DiT latent width {dit.cfg.latent_dim}; "
+                                "the diffusion weights were trained on other VAEs")
         self.sampler = LatentSampler(dit, self.device)
         self.vocoder = vocoder
         self.tb = DEFAULT_TIMEBASE
@@ -282,15 +308,7 @@ class Pipeline:
     @torch.no_grad()
     def encode_motion(self, joints) -> torch.Tensor:
         """Canonical joints (T, 18, 3) at the model rate -> normalised motion latents (1, C, T // 2)."""
-        from momu_live.models.vae import motion_features
-
-        j = np.asarray(joints, dtype=np.float32)
-        if j.ndim != 3 or j.shape[0] < self.tb.motion_per_latent:
-            raise MomuError(f"motion too short: {j.shape[0] if j.ndim == 3 else 0} frames; need at least "
-                            f"{self.tb.motion_per_latent} frames at {float(self.tb.motion_rate):.2f} fps")
-        f = torch.from_numpy(motion_features(j))[None].to(self.device)  # (1, T, F)
-        mu, _ = self.vae.encode_motion(f)
-        return self.vae.normalize_latent(mu, "motion")  # (1, C, L)
+        return self.motion.encode(joints)
 
     @torch.no_grad()
     def encode_music(self, wav) -> torch.Tensor:
@@ -321,19 +339,30 @@ class Pipeline:
     @torch.no_grad()
     def decode_motion(self, z: torch.Tensor) -> np.ndarray:
         """Normalised latents (1, C, L) -> canonical joints (2L, 18, 3) at the model rate."""
-        from momu_live.models.vae import features_to_joints
+        return self.motion.decode(z)
 
-        feats = self.vae.decode_motion(self.vae.denormalize_latent(z, "motion"))  # (1, 2L, F)
-        return features_to_joints(feats[0], self.tb.motion_rate)
+    def guide(self, task: str, grid: BeatGrid | None):
+        """Beat guidance ``start_s -> objective`` for ``task`` onto ``grid`` (None: no guidance)."""
+        return None if grid is None else make_guide(task, self.vae, grid, self.tb, motion=self.motion)
+
+    def rhythm(self, grid: BeatGrid | None):
+        """The rhythm control of ``grid`` as ``(start_s, length) -> (1, R, length)`` (models/rhythm_control.py), or
+        None: no grid, or a DiT without the control."""
+        if grid is None or not self.sampler.has_rhythm:
+            return None
+        from momu_live.models.rhythm_control import rhythm_features
+
+        return lambda start_s, length: torch.from_numpy(rhythm_features(grid, length, start_s, self.tb))[None]
 
     # ---- offline tasks
     def _latents(self, task, cond, length, seed, spec, window, overlap, callback, blend=0, grid=None):
-        guide = None if grid is None else make_guide(task, self.vae, grid, self.tb)
+        guide, rhythm = self.guide(task, grid), self.rhythm(grid)
         if window:
             return self.sampler.windows(task, cond, length, window, overlap, seed, spec, callback=callback, blend=blend,
-                                        guide=guide)
+                                        guide=guide, rhythm=rhythm)
         return self.sampler.sample(task, length, cond, seed, spec, callback=callback,
-                                   guide=None if guide is None else guide(0.0))
+                                   guide=None if guide is None else guide(0.0),
+                                   rhythm=None if rhythm is None else rhythm(0.0, length))
 
     def motion2music(self, joints, seed: int = 0, spec: SamplerSpec = SamplerSpec(), window: int | None = None,
                      overlap: int = 8, callback: Callable | None = None, blend: int = 0, grid: BeatGrid | None = None) -> dict:
@@ -386,20 +415,11 @@ class Pipeline:
         """Next 2k model-rate motion frames (2k, 18, 3) -> latents (1, C, k'), mel (80, 8k'), wav (N,).
 
         k' = k, less the frames held back for cross-fading; ``vocode=False``: no wav (``vocode_stream``)."""
-        from momu_live.models.vae import motion_features
-
         _expect(state, Mode.MOTION2MUSIC)
-        j = np.asarray(joints_chunk, dtype=np.float32)
-        if j.ndim != 3 or j.shape[0] == 0 or j.shape[0] % self.tb.motion_per_latent:
-            raise MomuError(f"motion chunk must be (2k, 18, 3) model-rate frames, got {j.shape}")
-        prev = state.last_pose
-        jj = j if prev is None else np.concatenate([prev, j])
-        f = motion_features(jj)[0 if prev is None else 1:]  # (2k, F): backward differences across chunk borders
-        mu, _, enc = self.vae.encode_motion_stream(torch.from_numpy(f)[None].to(self.device), state.enc)  # (1, C, k)
-        zc = self.vae.normalize_latent(mu, "motion")  # (1, C, k)
-        guide = None if grid is None else make_guide("motion2music", self.vae, grid, self.tb)
-        z, sampler = self.sampler.step("motion2music", zc, state.sampler, spec, guide=guide)  # (1, C, k')
-        state = replace(state, sampler=sampler, enc=enc, last_pose=j[-1:])
+        zc, enc = self.motion.encode_stream(joints_chunk, state.enc)  # (1, C, k)
+        z, sampler = self.sampler.step("motion2music", zc, state.sampler, spec, guide=self.guide("motion2music", grid),
+                                       rhythm=self.rhythm(grid))
+        state = replace(state, sampler=sampler, enc=enc)  # z: (1, C, k')
         mel, wav, state = self._music_stream(z, state, vocode)
         return StepOutput(z, mel=mel, wav=wav), state
 
@@ -413,8 +433,8 @@ class Pipeline:
             raise MomuError(f"mel chunk must be (80, 8k), got {tuple(mel.shape)}")
         mu, _, enc = self.vae.encode_music_stream(mel[None].to(self.device), state.enc)  # (1, C, k)
         zc = self.vae.normalize_latent(mu, "music")  # (1, C, k)
-        guide = None if grid is None else make_guide("music2motion", self.vae, grid, self.tb)
-        z, sampler = self.sampler.step("music2motion", zc, state.sampler, spec, guide=guide)  # (1, C, k')
+        z, sampler = self.sampler.step("music2motion", zc, state.sampler, spec, guide=self.guide("music2motion", grid),
+                                       rhythm=self.rhythm(grid))  # (1, C, k')
         joints, state = self._motion_stream(z, replace(state, sampler=sampler, enc=enc))
         return StepOutput(z, joints=joints), state
 
@@ -424,8 +444,8 @@ class Pipeline:
         """Next ``n_latent`` = k frames of music and motion from nothing: latents (2, C, k') (music row first),
         mel (80, 8k'), wav (N,) (``vocode=False``: None), joints (2k', 18, 3)."""
         _expect(state, Mode.JOINT)
-        guide = None if grid is None else make_guide("joint", self.vae, grid, self.tb)
-        z, sampler = self.sampler.step("joint", None, state.sampler, spec, n_frames=n_latent, guide=guide)  # (2, C, k')
+        z, sampler = self.sampler.step("joint", None, state.sampler, spec, n_frames=n_latent,
+                                       guide=self.guide("joint", grid), rhythm=self.rhythm(grid))  # (2, C, k')
         mel, wav, state = self._music_stream(z[:1], replace(state, sampler=sampler), vocode)
         joints, state = self._motion_stream(z[1:], state)
         return StepOutput(z, mel=mel, wav=wav, joints=joints), state
@@ -477,23 +497,8 @@ class Pipeline:
 
     def _motion_stream(self, z: torch.Tensor, state: StreamState) -> tuple[np.ndarray, StreamState]:
         """Newly final motion latents (1, C, k) -> (joints (2k, 18, 3) continuing the root trajectory, state)."""
-        if z.shape[-1] == 0:
-            return np.zeros((0, 18, 3), np.float32), state
-        feats, dec = self.vae.decode_motion_stream(self.vae.denormalize_latent(z, "motion"), state.motion_dec)  # (1, 2k, F)
-        joints, last_feat, last_root = self._joints_continue(feats[0], state)
-        return joints, replace(state, motion_dec=dec, last_feat=last_feat, last_root=last_root)
-
-    def _joints_continue(self, feats: torch.Tensor, state: StreamState):
-        """Features (2k, F) -> (joints (2k, 18, 3), last feature (1, F), last root (x, z)) after the stream's last frame."""
-        from momu_live.models.vae import features_to_joints
-
-        f = feats.detach().cpu().numpy()  # (2k, F)
-        prev = state.last_feat
-        if prev is None:
-            j = features_to_joints(f, self.tb.motion_rate)
-        else:
-            j = features_to_joints(np.concatenate([prev, f]), self.tb.motion_rate, root_xz0=state.last_root)[1:]
-        return j, f[-1:], (float(j[-1, 0, 0]), float(j[-1, 0, 2]))
+        joints, dec = self.motion.decode_stream(z, state.motion_dec)
+        return joints, replace(state, motion_dec=dec)
 
 
 def _expect(state: StreamState, task: Mode) -> None:

@@ -225,15 +225,18 @@ class MotionBeatObjective:
 
     default_t_max = 0.6
 
-    def __init__(self, vae, grid: BeatGrid, start_s: float = 0.0, target_beat: float = 0.25, target_bar: float = 0.6,
+    def __init__(self, motion, grid: BeatGrid, start_s: float = 0.0, target_beat: float = 0.25, target_bar: float = 0.6,
                  highpass_s: float = 2.0, timebase=DEFAULT_TIMEBASE):
-        self.vae, self.grid, self.start_s = vae, grid, float(start_s)
+        """``motion``: a motion codec (models/motion_codec.py) or a BiCoR-VAE (its motion half)."""
+        from momu_live.models.motion_codec import PositionCodec
+
+        self.motion = motion if hasattr(motion, "joints_torch") else PositionCodec(motion)
+        self.grid, self.start_s = grid, float(start_s)
         self.target_beat, self.target_bar, self.highpass_s = float(target_beat), float(target_bar), float(highpass_s)
         self.fps = float(timebase.motion_rate)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        feats = self.vae.decode_motion(self.vae.denormalize_latent(z, "motion"))  # (B, 2L, 108)
-        j = world_joints_torch(feats, self.fps)  # (B, T, 18, 3)
+        j = self.motion.joints_torch(z)  # (B, T, 18, 3) world joints
         T = j.shape[1]
         ph = torch.as_tensor(self.grid.phase(self.start_s + np.arange(T) / self.fps), dtype=z.dtype, device=z.device)  # (T,)
         c_beat = phase_lock(feet_speed_torch(j, self.fps), ph, 1.0)
@@ -308,6 +311,11 @@ class BeatSpec:
                 and (self.t_max is None or 0 <= self.t_max <= 1)):
             raise MomuError(f"beat guidance needs steps >= 0, iters >= 0 and 0 <= t_max <= 1, got {self}")
 
+    @property
+    def active(self) -> bool:
+        """Whether guidance moves anything (a step > 0 and iterations)."""
+        return self.iters > 0 and (self.music_step > 0 or self.motion_step > 0)
+
     def scaled(self, factor: float) -> "BeatSpec":
         """Both steps times ``factor`` (the CLI's --beat-strength; a finite number >= 0)."""
         if not (math.isfinite(factor) and factor >= 0):
@@ -349,13 +357,16 @@ def guide_latents(z: torch.Tensor, objective, steps: torch.Tensor, iters: int) -
     return cur
 
 
-def make_guide(task: str, vae, grid: BeatGrid, timebase=DEFAULT_TIMEBASE):
-    """``start_s -> objective`` for a task's generated rows (models/generation.LatentSampler.step)."""
+def make_guide(task: str, vae, grid: BeatGrid, timebase=DEFAULT_TIMEBASE, motion=None):
+    """``start_s -> objective`` for a task's generated rows (models/generation.LatentSampler.step).
+
+    ``vae``: the BiCoR-VAE (music decoder); ``motion``: the motion codec (default: the VAE's motion half)."""
+    motion = vae if motion is None else motion
     if task == "motion2music":
         return lambda start_s: MusicBeatObjective(vae, grid, start_s, timebase=timebase)
     if task == "music2motion":
-        return lambda start_s: MotionBeatObjective(vae, grid, start_s, timebase=timebase)
+        return lambda start_s: MotionBeatObjective(motion, grid, start_s, timebase=timebase)
     if task == "joint":
         return lambda start_s: JointBeatObjective(MusicBeatObjective(vae, grid, start_s, timebase=timebase),
-                                                  MotionBeatObjective(vae, grid, start_s, timebase=timebase))
+                                                  MotionBeatObjective(motion, grid, start_s, timebase=timebase))
     raise MomuError(f"unknown task {task!r}")

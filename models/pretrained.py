@@ -1,7 +1,9 @@
 """Inference objects from shipped weights (no training code here).
 
 ``load_pipeline(weights_dir=None, device="cpu", vocoder="fast")`` composes the BiCoR-VAE
-(``vae.safetensors``), the diffusion transformer (``dit.safetensors``) and a vocoder
+(``vae.safetensors``), the motion codec the DiT was trained on (its JSON's ``meta.motion_kind``: "rig" = the
+rig motion VAE ``motion_vae.safetensors``, models/motion_codec.RigCodec; else the BiCoR-VAE's motion half), the
+diffusion transformer (``dit.safetensors``) and a vocoder
 (models/vocoder.py ``load_vocoder``) into a models/generation.Pipeline.  ``weights_dir`` defaults to
 models/weights/.  Every file is loaded strictly (models/checkpoint.py); a missing file raises
 MomuError naming it and the command that creates it.
@@ -14,6 +16,7 @@ from pathlib import Path
 import torch
 
 from momu_live import MomuError
+from momu_live.models.checkpoint import read_checkpoint_json
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ def load_dit(path=None, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-WEIGHT_FILES = ("vae", "dit")  # NAME.safetensors + NAME.json in a weights folder
+WEIGHT_FILES = ("vae", "dit", "motion_vae")  # NAME.safetensors + NAME.json in a weights folder
 
 
 def check_weights_dir(weights, flag: str = "--weights") -> None:
@@ -88,6 +91,18 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
     vae = load_bicor_vae(vae_path, dev)
     dit = load_dit(pick("dit"), dev)
     _check_pair(pick("dit"), vae_path)
+    motion = None
+    dit_meta = read_checkpoint_json(pick("dit"), "dit").get("meta", {})
+    if dit_meta.get("motion_kind") == "rig":
+        from momu_live.models.motion_codec import RigCodec
+        from momu_live.models.rig_vae import load_rig_vae
+
+        mpath = pick("motion_vae")
+        if not mpath.with_suffix(".json").exists():
+            raise MomuError(f"{pick('dit')} was trained on rig motion latents but there is no motion_vae.safetensors + "
+                            f".json beside it; copy the rig VAE it was trained with (momu train rig-vae) there")
+        motion = RigCodec(load_rig_vae(mpath, dev))
+        _check_pair(pick("dit"), mpath.with_suffix(".safetensors"), "motion_vae_sha256")
     voc = None
     if vocoder:
         from momu_live.models.vocoder import load_vocoder
@@ -99,16 +114,14 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
                 raise
             log.warning("fast vocoder unavailable (%s); falling back to Griffin-Lim (audible phase artefacts)", exc)
             voc = load_vocoder("griffinlim", dev)
-    return Pipeline(vae, dit, voc, dev)
+    return Pipeline(vae, dit, voc, dev, motion=motion)
 
 
-def _check_pair(dit_path: Path, vae_path: Path) -> None:
+def _check_pair(dit_path: Path, vae_path: Path, key: str = "vae_sha256") -> None:
     """Warn when the DiT was trained on latents of another VAE file (its JSON records the VAE's SHA-256)."""
     import hashlib
 
-    from momu_live.models.checkpoint import read_checkpoint_json
-
-    want = read_checkpoint_json(dit_path, "dit").get("meta", {}).get("vae_sha256")
+    want = read_checkpoint_json(dit_path, "dit").get("meta", {}).get(key)
     if want and vae_path.exists():
         have = hashlib.sha256(vae_path.read_bytes()).hexdigest()
         if have != want:

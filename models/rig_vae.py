@@ -79,6 +79,9 @@ class RigVAE(nn.Module):
         self.decoder = _decoder(cfg.latent_dim, tuple(cfg.channels), cfg.res_per_level, cfg.feat_dim)
         self.register_buffer("feat_mean", torch.zeros(cfg.feat_dim))
         self.register_buffer("feat_std", torch.ones(cfg.feat_dim))
+        # the DiT's latent normalisation (train_rig_vae.latent_stats, set at every export; saved with the weights)
+        self.register_buffer("latent_mean", torch.zeros(cfg.latent_dim))
+        self.register_buffer("latent_std", torch.ones(cfg.latent_dim))
 
     # ---- normalisation
     def set_stats(self, stats: RigStats | dict) -> None:
@@ -86,6 +89,17 @@ class RigVAE(nn.Module):
         s = RigStats.from_dict(stats) if isinstance(stats, dict) else stats
         self.feat_mean.copy_(torch.as_tensor(s.mean, dtype=torch.float32))
         self.feat_std.copy_(torch.as_tensor(s.std, dtype=torch.float32))
+
+    def set_latent_stats(self, stats: dict) -> None:
+        self.latent_mean.copy_(torch.as_tensor(stats["mean"], dtype=torch.float32))
+        self.latent_std.copy_(torch.as_tensor(stats["std"], dtype=torch.float32))
+
+    def normalize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Posterior means (B, C, L) -> the DiT's unit-scale latents (per-channel mean / std of the training dances)."""
+        return (z - self.latent_mean[:, None]) / self.latent_std[:, None]
+
+    def denormalize_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std[:, None] + self.latent_mean[:, None]
 
     def normalize(self, feats: torch.Tensor) -> torch.Tensor:
         return (feats - self.feat_mean) / self.feat_std
@@ -170,5 +184,6 @@ def load_rig_vae(path, device: str | torch.device = "cpu") -> RigVAE:
     from momu_live.models.builders import build_rig_vae
     from momu_live.models.checkpoint import load_checkpoint
 
-    model, _ = load_checkpoint(path, "rig_vae", build_rig_vae)
+    model, doc = load_checkpoint(path, "rig_vae", build_rig_vae)
+    model.meta = doc.get("meta", {})  # training figures, rig stats, default bones (models/motion_codec.RigCodec)
     return model.to(device).eval()

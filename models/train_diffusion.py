@@ -25,31 +25,73 @@ from momu_live.models.training import CropSampler, RunConfig, Trainer
 FAMILY = "dit"
 
 
-def encode_pack(data, vae, device="cpu", progress: bool = True) -> dict:
-    """Pack (or DwM folder) -> {"ids", "splits", "music/<id>", "motion/<id>"} normalised latents (C, L) fp16."""
+def encode_pack(data, vae, device="cpu", progress: bool = True, rig=None, rhythm: bool = False) -> dict:
+    """Pack (or DwM folder) -> {"ids", "splits", "music/<id>", "motion/<id>"[, "rhythm/<id>"]} latents (C, L) fp16.
+
+    Motion latents: the BiCoR-VAE's motion half, or with ``rig`` = (RigVAE, rig cache folder of ``momu data rig``)
+    the rig VAE's on the cached (refined-IK) rig features.  ``rhythm``: also the rhythm control (R, L) of the beat
+    tracker's grid on the true music (models/rhythm_control.py; needs a DwM folder, the pack has no waveforms)."""
     from tqdm import tqdm
 
-    from momu_live.models.packing import load_dances
+    from momu_live.models.packing import is_pack, load_dances
     from momu_live.models.timebase import DEFAULT_TIMEBASE
     from momu_live.models.vae import motion_features
 
+    if rhythm and is_pack(data):
+        raise MomuError("the rhythm control needs the music's beats: pass the DwM folder as --data, not a pack")
     dances = load_dances(data, None, progress)
+    rigs = {}
+    if rig is not None:
+        from momu_live.models.train_rig_vae import load_rig_cache
+
+        rig_vae, rig_dir = rig
+        rigs = {d.name: d for d in load_rig_cache(rig_dir)[0]}
+        rig_vae = rig_vae.to(device).eval()
     out = {"ids": [], "splits": []}
     vae = vae.to(device).eval()
     with torch.no_grad():
         for d in tqdm(dances, desc="encode", disable=not progress):
             mel = torch.from_numpy(d.mel.astype(np.float32))[None].to(device)  # (1, 80, 8L)
-            f = torch.from_numpy(motion_features(d.motion.astype(np.float32), DEFAULT_TIMEBASE.motion_rate))[None].to(device)
             zm = vae.normalize_latent(vae.encode_music(mel)[0], "music")[0]  # (C, L)
-            zo = vae.normalize_latent(vae.encode_motion(f)[0], "motion")[0]  # (C, L)
+            if rig is None:
+                f = torch.from_numpy(motion_features(d.motion.astype(np.float32), DEFAULT_TIMEBASE.motion_rate))[None]
+                zo = vae.normalize_latent(vae.encode_motion(f.to(device))[0], "motion")[0]  # (C, L)
+            else:
+                if d.name not in rigs:
+                    raise MomuError(f"{d.name} is not in the rig cache {rig[1]}; run `momu data rig --out {rig[1]}`")
+                rf = rigs[d.name].feats
+                rf = torch.from_numpy(rf[: len(rf) // 2 * 2].astype(np.float32))[None].to(device)  # (1, 2L', 86)
+                zo = rig_vae.normalize_latent(rig_vae.encode(rf)[0])[0]  # (C, L')
             L = min(zm.shape[-1], zo.shape[-1])
             out["ids"].append(d.name)
             out["splits"].append(d.split)
             out[f"music/{d.name}"] = zm[:, :L].cpu().numpy().astype(np.float16)
             out[f"motion/{d.name}"] = zo[:, :L].cpu().numpy().astype(np.float16)
+    if rhythm:
+        out.update(music_rhythm(data, out["ids"], {k[6:]: v.shape[-1] for k, v in out.items() if k.startswith("music/")},
+                                progress))
     out["ids"] = np.array(out["ids"])
     out["splits"] = np.array(out["splits"])
     out["vae_sha256"] = np.array(getattr(vae, "source_sha256", ""))
+    out["motion_kind"] = np.array("rig" if rig is not None else "position")
+    out["motion_vae_sha256"] = np.array(getattr(rig[0], "source_sha256", "") if rig is not None else "")
+    return out
+
+
+def music_rhythm(data, ids, lengths: dict, progress: bool = True) -> dict:
+    """{"rhythm/<id>": (R, L) fp16} of each dance's true music: the beat tracker's grid (genre tempo prior) as the
+    rhythm control (models/rhythm_control.py), L from ``lengths``."""
+    from tqdm import tqdm
+
+    from momu_live.models.datasets import load_dwm
+    from momu_live.models.guidance import grid_from_music
+    from momu_live.models.rhythm_control import rhythm_features
+
+    out = {}
+    for i in tqdm(list(ids), desc="beats", disable=not progress):
+        pair = load_dwm(data, [i])[0]
+        grid = grid_from_music(pair.wav, pair.sample_rate, pair.genre)
+        out[f"rhythm/{i}"] = rhythm_features(grid, lengths[i]).astype(np.float16)
     return out
 
 
@@ -83,14 +125,21 @@ class TrainConfig(RunConfig):
     weight_decay: float = 0.01
     no_decay_1d: bool = True
     ema: float = 0.999
+    init: str = ""  # fine-tune: start from this DiT checkpoint (new modules, e.g. the rhythm control, start at zero)
     amp: bool = True  # bf16 autocast on CUDA
     val_every: int = 1000
     ckpt_every: int = 2000
 
 
-def latent_items(lat: dict, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(music, motion) latents (C, L) of every ``split`` dance, for ``training.CropSampler``."""
-    return [(lat[f"music/{i}"], lat[f"motion/{i}"]) for i, s in zip(lat["ids"].tolist(), lat["splits"].tolist()) if s == split]
+def has_rhythm(lat: dict) -> bool:
+    return any(k.startswith("rhythm/") for k in lat)
+
+
+def latent_items(lat: dict, split: str) -> list[tuple[np.ndarray, ...]]:
+    """(music, motion[, rhythm]) arrays (C, L) of every ``split`` dance, for ``training.CropSampler``."""
+    r = has_rhythm(lat)
+    return [(lat[f"music/{i}"], lat[f"motion/{i}"]) + ((lat[f"rhythm/{i}"],) if r else ())
+            for i, s in zip(lat["ids"].tolist(), lat["splits"].tolist()) if s == split]
 
 
 def latent_sampler(lat: dict, split: str, clip: int, device="cpu", seed: int = 0) -> CropSampler:
@@ -117,24 +166,30 @@ def val_loss(model, sampler: CropSampler, n: int = 256, seed: int = 1234) -> flo
     from momu_live.models.dit import flow_matching_loss
 
     g = torch.Generator().manual_seed(seed)
-    mu, mo = sampler.sample(n, g)
+    mu, mo, *rho = sampler.sample(n, g)
     x0, cond, task = make_batch(mu, mo, g)
     gd = torch.Generator(device=mu.device).manual_seed(seed)
-    return float(flow_matching_loss(model, x0, cond, task, gd, cond_drop=0.0))
+    return float(flow_matching_loss(model, x0, cond, task, gd, cond_drop=0.0, rhythm=rho[0] if rho else None,
+                                    rhythm_drop=0.0))
 
 
 def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool = False, progress: bool = True,
           dit_config=None, meta: dict | None = None) -> Path:
     """Train (or resume) a DiT on encoded latents; returns the path of ``OUT/dit.safetensors``."""
     from momu_live.models.builders import build_dit
-    from momu_live.models.checkpoint import config_to_dict, save_checkpoint
+    from momu_live.models.checkpoint import config_to_dict, init_from, save_checkpoint
     from momu_live.models.dit import SIZES, flow_matching_loss
+    from momu_live.models.rhythm_control import RHYTHM_DIM
 
     h = Trainer(cfg, out_dir, FAMILY, device, resume, progress)
     out = h.out
     C = int(latents[f"music/{latents['ids'][0]}"].shape[0])
-    dcfg = dit_config or replace(SIZES[cfg.size], latent_dim=C)
-    model = h.module("model", build_dit(dcfg).to(h.device))
+    dcfg = dit_config or replace(SIZES[cfg.size], latent_dim=C, rhythm_dim=RHYTHM_DIM if has_rhythm(latents) else 0)
+    model = build_dit(dcfg)
+    if cfg.init and not resume:
+        fresh = init_from(model, cfg.init, new=("r_in.", "null_rhythm"))
+        print(f"initialised from {cfg.init}" + (f"; new: {', '.join(fresh)}" if fresh else ""), flush=True)
+    model = h.module("model", model.to(h.device))
     ema = h.ema(model)
     h.optimizer("model", model)
     net = h.wrap(model)
@@ -145,8 +200,10 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
         val_s = None
 
     def loss(batch, ctx):
-        x0, cond, task = make_batch(*batch, ctx.gen)  # (B, C, clip) x2, (B,)
-        return flow_matching_loss(net, x0, cond, task, ctx.device_gen, cond_drop=dcfg.cond_drop), {}
+        music, motion, *rho = batch  # (B, C, clip) x2 [, (B, R, clip)]
+        x0, cond, task = make_batch(music, motion, ctx.gen)  # (B, C, clip) x2, (B,)
+        return flow_matching_loss(net, x0, cond, task, ctx.device_gen, cond_drop=dcfg.cond_drop,
+                                  rhythm=rho[0] if rho else None), {}
 
     def validate(step: int, final: bool) -> dict | None:
         if val_s is None:

@@ -243,6 +243,18 @@ def evaluate_copy(vae: RigVAE, dances: list[RigDance], ref_kin: np.ndarray | Non
     return out
 
 
+@torch.no_grad()
+def latent_stats(vae: RigVAE, dances: list[RigDance], device="cpu") -> dict:
+    """Per-channel mean and std of the posterior means over whole dances: the DiT's latent normalisation
+    (``RigVAE.normalize_latent``), stored in the checkpoint's meta like the position VAE's."""
+    was = vae.training
+    vae.eval()
+    mus = [vae.encode(torch.from_numpy(d.feats.astype(np.float32))[None].to(device))[0][0] for d in dances]  # (C, L)
+    vae.train(was)
+    z = torch.cat(mus, dim=-1)  # (C, sum L)
+    return {"mean": z.mean(-1).tolist(), "std": z.std(-1).clamp_min(1e-4).tolist()}
+
+
 # ---------------------------------------------------------------------------------------------
 # training
 def train(cfg: TrainConfig, dances: list[RigDance], stats: RigStats | None, out_dir: str | Path, device: str = "cpu",
@@ -285,8 +297,11 @@ def train(cfg: TrainConfig, dances: list[RigDance], stats: RigStats | None, out_
         return {"val_mpjpe_mm": r["mpjpe_rig_local_mm"], "val": {k: v for k, v in r.items() if k != "per_dance"}}
 
     def export(step: int, entry: dict | None, is_best: bool) -> None:
+        lstats = latent_stats(vae, tr, dev)
+        vae.set_latent_stats(lstats)  # buffers: the DiT's normalisation travels with the weights
         meta = {"step": step, "train_config": asdict(cfg), "validation": (entry or {}).get("val"),
-                "rig_stats": stats.to_dict(), "fps": FPS,
+                "rig_stats": stats.to_dict(), "latent_stats": lstats, "fps": FPS,
+                "bones": np.median(np.stack([d.bones for d in tr]), axis=0).tolist(),  # generated dances' skeleton
                 "timebase": {"motion_rate": str(TB.motion_rate), "latent_rate": str(TB.latent_rate)}}
         save_checkpoint(h.out / "rig_vae", vae, vae.cfg, "rig_vae", meta)
         if is_best:

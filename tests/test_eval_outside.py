@@ -79,7 +79,10 @@ def test_real_vs_real_floor_is_below_the_frozen_pose(outside):
 
 def test_generated_rows_are_scored_and_the_vae_copy_is_measured(outside):
     _, _, doc, music, dance = outside
-    for row in ("generated, no guidance", "generated + beat guidance"):
+    from momu_live.commands.eval_generate import GENERATED
+
+    assert len(GENERATED) == 3
+    for row in GENERATED:
         assert music[row]["n"] == 1 and dance[row]["n"] == 1
         assert 0 <= music[row]["beatF_100ms"] <= 1 and np.isfinite(music[row]["mel_fd"])
         assert np.isfinite(dance[row]["kinetic_fd"]) and dance[row]["jitter_m_s3"] > 0

@@ -320,11 +320,13 @@ def _plot(summary, steps, many, path) -> None:
 # training loss, guidance objective or sampler optimises, next to the real data and trivial baselines computed
 # the same way.  The beat-guidance objective (beat-grid coherence) is reported only as the last column, marked.
 
+# generated rows: the model alone (no grid: no rhythm control, no guidance), with the rhythm control of the task's grid
+# (the dancer's grid for motion -> music, the music's beat tracker for music -> motion; a DiT without the control
+# gives the model-alone output again), and with the rhythm control plus beat guidance onto the same grid
+GENERATED = ("generated, model alone", "generated + rhythm control", "generated + rhythm + beat guidance")
 MUSIC_ROWS = ("true music", "shuffled song", "other real songs", "VAE + vocoder copy", "click track (dancer grid)",
-              "white noise", "generated, no guidance", "generated + beat guidance")
-DANCE_ROWS = ("real dance", "other real dances", "VAE copy", "frozen pose", "generated, no guidance",
-              "generated + beat guidance")
-GENERATED = ("generated, no guidance", "generated + beat guidance")
+              "white noise", *GENERATED)
+DANCE_ROWS = ("real dance", "other real dances", "VAE copy", "frozen pose", *GENERATED)
 
 
 def _fd(a, b) -> float:
@@ -492,7 +494,7 @@ def run_outside(args) -> int:
     G = {k: raw[k].genre for k in raw}
     melstat = MelStatEmbedding()
     pipe = load_pipeline(args.weights, args.device)
-    spec0 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance)
+    spec0 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(0.0))
     spec1 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(args.beat_strength))
 
     # rhythm of every song with its own genre's tempo prior (tempo matching); per evaluated dance the songs it is
@@ -506,7 +508,7 @@ def run_outside(args) -> int:
     music = {r: [] for r in MUSIC_ROWS}
     dance = {r: [] for r in DANCE_ROWS}
     fig = {}
-    n_steps = len(evald) * (8 + 4 * len(seeds)) + len(train)
+    n_steps = len(evald) * (8 + 2 * len(GENERATED) * len(seeds)) + len(train)
     bar = tqdm(total=n_steps, desc="outside suite", disable=args.no_progress)
     for k, i in enumerate(evald):
         g = G[i]
@@ -554,12 +556,12 @@ def run_outside(args) -> int:
         # ---- generated, each seed with and without beat guidance
         agrid = grid_from_music(W[i], sr, g)
         for s in seeds:
-            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec1, mgrid)):
+            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec0, mgrid), (GENERATED[2], spec1, mgrid)):
                 r = pipe.motion2music(J[i], s, spec, grid=grid)
                 it = add_music(row, r["wav"].cpu().numpy()[: len(W[i])], s)
                 if k == 0 and s == seeds[0]:
                     fig[f"music:{row}"] = (r["wav"].cpu().numpy()[: len(W[i])], it["_rhythm"])
-            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec1, agrid)):
+            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec0, agrid), (GENERATED[2], spec1, agrid)):
                 r = pipe.music2motion(W[i], s, spec, grid=grid)
                 add_dance(row, r["joints"][: len(J[i])], s)
                 if k == 0 and s == seeds[0]:
@@ -781,9 +783,8 @@ def _fig_spectrograms(path, fig, sr, seconds) -> None:
     from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
 
     rows = [("true music", fig["true_wav"], fig["ref"]),
-            ("generated, no guidance", *fig[f"music:{GENERATED[0]}"]),
             ("VAE + vocoder copy", fig["vae_wav"], analyse_music(fig["vae_wav"], sr, beat_params_for(None))),
-            ("generated + beat guidance", *fig[f"music:{GENERATED[1]}"])]
+            *[(row, *fig[f"music:{row}"]) for row in GENERATED]]
     n = int(seconds * sr)
     mels = [log_mel(torch.from_numpy(np.ascontiguousarray(w[:n]))).numpy() for _, w, _ in rows]
     lo, hi = np.percentile(np.concatenate([m.ravel() for m in mels]), [2, 99.5])
@@ -813,8 +814,7 @@ def _fig_sticks(path, fig, fps, times=(4.0, 4.5, 5.0, 5.5, 6.0, 6.5)) -> None:
     from momu_live.models.skeleton import BONES, JOINT_INDEX
     from momu_live.render import stick_panel
 
-    rows = [("real dance", fig["real"]), ("VAE copy", fig["vae"]), ("generated, no guidance", fig[f"dance:{GENERATED[0]}"]),
-            ("generated + beat guidance", fig[f"dance:{GENERATED[1]}"])]
+    rows = [("real dance", fig["real"]), ("VAE copy", fig["vae"]), *[(row, fig[f"dance:{row}"]) for row in GENERATED]]
     left = {i for nm, i in JOINT_INDEX.items() if nm.startswith("l_")}
     times = [t for t in times if int(round(t * fps)) < len(fig["real"])] or [0.0]
     f, axes = plt.subplots(len(rows), len(times), figsize=(1.7 * len(times), 2.6 * len(rows)), squeeze=False)
@@ -846,8 +846,8 @@ def _fig_beats(path, fig, fps, sr, seconds) -> None:
     f, (a1, a2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
     tracks = [("true music", fig["true_wav"], fig["ref"].beats, "k"),
               ("dancer grid (click track)", None, np.asarray(fig["grid"].beats), "tab:purple"),
-              ("generated, no guidance", fig[f"music:{GENERATED[0]}"][0], fig[f"music:{GENERATED[0]}"][1].beats, "tab:blue"),
-              ("generated + beat guidance", fig[f"music:{GENERATED[1]}"][0], fig[f"music:{GENERATED[1]}"][1].beats, "tab:red")]
+              *[(row, fig[f"music:{row}"][0], fig[f"music:{row}"][1].beats, col)
+                for row, col in zip(GENERATED, ("tab:blue", "tab:green", "tab:red"))]]
     for k, (name, wav, beats, col) in enumerate(tracks):
         y0 = -1.3 * k
         if wav is not None:
@@ -860,8 +860,9 @@ def _fig_beats(path, fig, fps, sr, seconds) -> None:
                  fontsize=9)
     a1.legend(loc="upper right", fontsize=7, ncol=4)
     n = int(seconds * fps)
-    for k, (name, j, col) in enumerate([("real dance", fig["real"], "k"), ("generated, no guidance", fig[f"dance:{GENERATED[0]}"], "tab:blue"),
-                                        ("generated + beat guidance", fig[f"dance:{GENERATED[1]}"], "tab:red")]):
+    for k, (name, j, col) in enumerate([("real dance", fig["real"], "k"),
+                                        *[(row, fig[f"dance:{row}"], col) for row, col in
+                                          zip(GENERATED, ("tab:blue", "tab:green", "tab:red"))]]):
         fs = feet_speed(j[:n], fps)
         scale = float(np.percentile(fs, 99)) or 1.0  # not the max: a generated start-up frame can spike
         a2.plot(np.arange(len(fs)) / fps, -1.3 * k + np.minimum(fs / scale, 1.1), color=col, lw=1.0,

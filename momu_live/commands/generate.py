@@ -28,6 +28,9 @@ def _common(p) -> None:
     p.add_argument("--blend", type=int, default=4, help="window: cross-faded frames per border with --window")
     p.add_argument("--beat-strength", type=float, default=1.0,
                    help="beat guidance onto the beat grid (x the default step, models/guidance.py; 0: off)")
+    p.add_argument("--rhythm", choices=("on", "off"), default="on",
+                   help="on: the beat grid also sets the DiT's rhythm control (weights trained with one, "
+                        "models/rhythm_control.py); off: the model alone (with --beat-strength 0: no grid at all)")
     p.add_argument("--bpm", type=float, default=None,
                    help="tempo of the beat grid (joint: guides only with --bpm; others: instead of the input's own beat)")
     p.add_argument("--genre", default=None, help="ballroom genre hint (waltz, tango, cha-cha, rumba): tempo prior and metre")
@@ -125,7 +128,7 @@ def load_motion_input(path, seconds=None, progress: bool = True):
 
 
 def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: float | None = None):
-    """The beat grid of a task (models/guidance.py) from the CLI flags, or None (no beat guidance).
+    """The beat grid of a task (models/guidance.py) from the CLI flags, or None (no rhythm control, no beat guidance).
 
     ``--bpm``: a steady grid at that tempo; else the input's own beat: the dancer's tempo (motion ->
     music) or the music's beat tracker (music -> motion); joint generation guides only with ``--bpm``.
@@ -137,7 +140,7 @@ def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: flo
 
     if args.meter is not None and not (1 <= args.meter <= 16):
         raise MomuError(f"--meter must be 1-16 beats per bar, got {args.meter}")
-    if args.beat_strength == 0:
+    if args.beat_strength == 0 and getattr(args, "rhythm", "on") == "off":
         return None
     if args.bpm is not None:
         length = seconds if seconds is not None else (len(joints) / float(tb.motion_rate) if joints is not None else len(wav) / sr)
@@ -192,7 +195,7 @@ def run(args) -> int:
     from momu_live.models.guidance import BeatSpec
 
     spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
-                       tc=args.tc, beat=BeatSpec().scaled(args.beat_strength))
+                       tc=args.tc, beat=BeatSpec().scaled(args.beat_strength), rhythm=args.rhythm == "on")
     spec.sigmas()  # validates sampler schedule / steps early
     from momu_live.models.sampling import get_sampler
 
@@ -313,11 +316,12 @@ def _generate(args, pipe, spec, bar: _StepBar, progress: bool, log) -> int:
 
 
 def _report_grid(grid, meta: dict):
-    """Print and record (``meta["beat_grid"]``) the grid the generation is guided onto."""
+    """Print and record (``meta["beat_grid"]``) the grid the generation is guided onto (rhythm control and/or beat
+    guidance)."""
     if grid is None:
         meta["beat_grid"] = None
         print("beat guidance: off")
         return None
     meta["beat_grid"] = {k: v for k, v in grid.to_json().items() if k != "beats"}
-    print(f"beat guidance: {grid.bpm:.1f} BPM, {grid.beats_per_bar} beats per bar ({grid.source})")
+    print(f"beat grid: {grid.bpm:.1f} BPM, {grid.beats_per_bar} beats per bar ({grid.source})")
     return grid

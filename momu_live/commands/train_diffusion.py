@@ -20,6 +20,15 @@ def register(subparsers) -> None:
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--encode-only", action="store_true", help="only write OUT/latents.npz")
+    p.add_argument("--motion-vae", default=None, metavar="CKPT",
+                   help="rig motion VAE checkpoint (momu train rig-vae): motion latents from it on the rig cache (--rig) "
+                        "instead of the BiCoR-VAE's motion half")
+    p.add_argument("--rig", default="cache/rig", help="rig cache folder for --motion-vae (momu data rig; default cache/rig)")
+    p.add_argument("--rhythm", action="store_true",
+                   help="add the rhythm control (beat / bar phase and tempo of the true music's beat grid per latent "
+                        "frame, models/rhythm_control.py); --data must be a DwM folder")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="fine-tune from this DiT checkpoint (e.g. models/weights/dit); new modules start at zero")
     add_run_args(p, out="runs/dit", val_every=1000, ckpt_every=2000)
     p.set_defaults(func=run)
 
@@ -54,13 +63,24 @@ def run(args) -> int:
         vae = load_bicor_vae(args.vae, args.device)
         vpath = Path(args.vae).with_suffix(".safetensors") if args.vae else default_weights_path()
         vae.source_sha256 = hashlib.sha256(vpath.read_bytes()).hexdigest()
-        lat = td.encode_pack(data, vae, args.device, progress=not args.no_progress)
+        rig = None
+        if args.motion_vae:
+            from momu_live.models.rig_vae import load_rig_vae
+
+            rig_vae = load_rig_vae(args.motion_vae, args.device)
+            rig_vae.source_sha256 = hashlib.sha256(Path(args.motion_vae).with_suffix(".safetensors").read_bytes()).hexdigest()
+            if not (Path(args.rig) / "index.json").exists():
+                raise MomuError(f"no rig cache in {args.rig}; make it with `momu data rig --data DWM --out {args.rig}`")
+            rig = (rig_vae, args.rig)
+        lat = td.encode_pack(data, vae, args.device, progress=not args.no_progress, rig=rig, rhythm=args.rhythm)
         td.save_latents(lat, lat_path)
         print(f"latents: {lat_path} ({len(lat['ids'])} dances)")
     if args.encode_only:
         return 0
-    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr, **run)
-    meta = {"vae_sha256": str(lat.get("vae_sha256", ""))}
+    cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr,
+                         init=args.init or "", **run)
+    meta = {"vae_sha256": str(lat.get("vae_sha256", "")), "motion_kind": str(lat.get("motion_kind", "position")),
+            "motion_vae_sha256": str(lat.get("motion_vae_sha256", "")), "rhythm_control": td.has_rhythm(lat)}
     path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta)
     print(f"checkpoint: {path}")
     return 0

@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--kl-weight", type=float, default=1e-4)
+    p.add_argument("--heading-weight", type=float, default=2.0,
+                   help="weight of the integrated heading error (rad) over a crop: heading drift of long copies")
     p.add_argument("--val-seconds", type=float, default=30.0, help="first N s of each validation dance")
     p.add_argument("--evaluate", default=None, metavar="CKPT",
                    help="no training: the VAE-copy table of this checkpoint (e.g. runs/rig_vae/rig_vae) on the validation "
@@ -59,7 +61,7 @@ def run(args) -> int:
     if args.evaluate:
         return _evaluate(args, dances)
     cfg = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
-                      kl_weight=args.kl_weight, val_seconds=args.val_seconds, **run)
+                      kl_weight=args.kl_weight, heading_weight=args.heading_weight, val_seconds=args.val_seconds, **run)
     figures = train(cfg, dances, stats, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(figures, default=float))
     return 0

@@ -213,10 +213,10 @@ class ModelBackend:
             return self._music2motion(window, state)
         return self._joint(window, state)
 
-    @staticmethod
-    def _grid(w: LiveWindow, state: ModelBackendState, stream_t0: float) -> BeatGrid | None:
-        b = state.spec.beat
-        if b.iters <= 0 or (b.music_step <= 0 and b.motion_step <= 0):
+    def _grid(self, w: LiveWindow, state: ModelBackendState, stream_t0: float) -> BeatGrid | None:
+        """The engine's grid for this window: it sets the DiT's rhythm control (when the DiT has one) and beat
+        guidance (when its strength is > 0; the load ladder's "beat guidance off" keeps the rhythm control)."""
+        if not state.spec.beat.active and not self.pipe.sampler.has_rhythm:
             return None
         return window_grid(w, stream_t0)
 
