@@ -8,7 +8,9 @@ the contract; every row is produced (or parsed) by a function below, and tests c
 Output styles (a preset picks one per target):
 
 - ``generic``: one array message per person per frame (``/momu/pose/frame``), beats, status with
-  per-stage latency, audio level.
+  per-stage latency, audio level.  A target with ``"rotations": true`` (presets ``generic`` and
+  ``blender``) also gets ``/momu/pose/rot`` (joint quaternions, ``pose_rot_messages``) beside every
+  pose frame, in whichever style.
 - ``joints``: float-only, one value per message, for TouchDesigner's OSC In CHOP
   (``/momu/pose/<person>/<joint>/tx|ty|tz``, ``/momu/beat/bpm``, ``/momu/status/latency/<stage>`` ...).
 - ``nodeosc``: Blender (NodeOSC-style): one ``x y z`` vector per joint per message in Blender's
@@ -139,6 +141,48 @@ def pose_frame_messages(frame: PoseFrame, style: str = "generic", prefix: str = 
         b = to_blender(joints)  # (J, 3)
         return [(f"{obj}/{person}/{name}", p) for name, p, good in zip(names, b.tolist(), ok.tolist()) if good]
     raise GrammarError(f"unknown OSC style {style!r}; one of {', '.join(STYLES)}")
+
+
+# --------------------------------------------------------------------------------------------- rotations
+def has_rotations(frame: PoseFrame) -> bool:
+    """Whether ``frame`` can carry ``/momu/pose/rot``: the canonical 18 joints (by count and names), all finite
+    and none with confidence 0 (a joint filled with 0.0; a rotation needs its bone's both ends and, for the
+    twist, the next bone)."""
+    from momu_live.models.skeleton import CANONICAL_JOINTS
+
+    joints = np.asarray(frame.joints)
+    if joints.shape != (len(CANONICAL_JOINTS), 3) or joint_names(frame) != CANONICAL_JOINTS:
+        return False
+    if frame.confidence is not None:
+        conf = np.asarray(frame.confidence, np.float32).reshape(-1)  # (J,)
+        if conf.shape[0] == joints.shape[0] and not (conf > 0).all():  # NaN or 0: a missing joint
+            return False
+    return bool(np.isfinite(joints).all())
+
+
+def pose_rot_messages(frame: PoseFrame, quats: np.ndarray | None = None, prefix: str = PREFIX) -> list[Msg]:
+    """Joint rotations of one pose frame, beside its ``/momu/pose/frame`` (any style: the layout is generic).
+
+    ``<prefix>/pose/rot  i person, i frame, i time_s, f time_frac, f w0 x0 y0 z0 w1 ...``: one unit
+    quaternion (w, x, y, z) per joint in ``CANONICAL_JOINTS`` order, the joint's local rotation relative to
+    its parent in the T-pose rest frame (``models.rig.rest_offsets``: ``skeleton.REST_DIRECTIONS`` x bone
+    lengths), the root's global; canonical axes (y up, the dancer faces +z); leaves the identity.  FK with
+    the rest offsets of the frame's own bone lengths rebuilds the frame (``models.rig.frame_quaternions``).
+    Generated poses use ``<prefix>/gen/pose/rot``.  ``quats`` (J, 4): the rotations (the router passes them
+    sign-continuous per person); None: solved here.  Frames ``has_rotations`` refuses send nothing
+    (receivers hold the last rotations).
+    """
+    if not has_rotations(frame):
+        return []
+    if quats is None:
+        from momu_live.models.rig import frame_quaternions
+
+        quats = frame_quaternions(frame.joints)[0]  # (J, 4)
+    q = np.asarray(quats, np.float32)  # (J, 4)
+    if q.shape != (np.asarray(frame.joints).shape[0], 4) or not np.isfinite(q).all():
+        raise GrammarError(f"pose rotations must be finite (J, 4) quaternions, got {q.shape}")
+    return [(f"{prefix}/{_pose_object(frame)}/rot",
+             [int(frame.person), int(frame.frame), *time_args(frame.time), *q.reshape(-1).tolist()])]
 
 
 def joint_names_message(names: tuple[str, ...], prefix: str = PREFIX) -> Msg:
@@ -423,6 +467,12 @@ def pose_frame_fields(args: list) -> dict:
     """Receiver side of the generic ``/momu/pose/frame`` (and ``/momu/gen/pose/frame``) message."""
     return {"person": int(args[0]), "frame": int(args[1]), "time": join_time(args[2], args[3]),
             "joints": np.asarray(args[4:], np.float32).reshape(-1, 3)}
+
+
+def pose_rot_fields(args: list) -> dict:
+    """Receiver side of ``/momu/pose/rot`` (and ``/momu/gen/pose/rot``): ``quats`` (J, 4) as (w, x, y, z)."""
+    return {"person": int(args[0]), "frame": int(args[1]), "time": join_time(args[2], args[3]),
+            "quats": np.asarray(args[4:], np.float32).reshape(-1, 4)}
 
 
 def controls_markdown() -> str:

@@ -8,7 +8,7 @@ Schema (every key but ``name`` and ``targets`` optional)::
       "targets": [                       # OSC destinations, each with one grammar style
         {"name": "td", "host": "127.0.0.1", "port": 7000, "style": "joints",
          "events": ["pose", "gen", "beat", "status", "audio"], "bundle": true, "max_bytes": "auto",
-         "primary": true, "tempo_tolerance": 0.5, "start_on_first_beat": false}
+         "primary": true, "tempo_tolerance": 0.5, "start_on_first_beat": false, "rotations": false}
       ],
       "midi": {"enabled": false, "port": "momu", "virtual": true, "clock": true,
                "notes": {"note": 36, "channel": 9, "velocity": 100, "duration_s": 0.05}},
@@ -18,7 +18,11 @@ Schema (every key but ``name`` and ``targets`` optional)::
     }
 
 ``events`` names: ``pose`` (captured poses), ``gen`` (generated poses), ``beat``, ``status``, ``audio``
-(level messages), ``transport``.  ``max_bytes`` bounds each datagram: ``"auto"`` (default) is 8192 for
+(level messages), ``transport``.  ``rotations`` (default false): also send ``/momu/pose/rot`` (joint
+quaternions, docs/OSC.md) beside every pose frame; on in ``generic`` and ``blender`` (a rig follows
+rotations; one more array message per frame), off where message volume or the receiving patch matters
+(``touchdesigner``: float-only channels; ``puredata``; ``ableton``'s stream beside the DAW).
+``max_bytes`` bounds each datagram: ``"auto"`` (default) is 8192 for
 a loopback destination (a whole frame in one datagram) and 1472 (one Ethernet MTU) for any other,
 decided after ``--osc-host`` (``bridge.transport.resolve_max_bytes``); a number 64-65507 is used as given.
 The *primary* target (``"primary": true``, else the first) is the one ``--osc-host/--osc-port`` override.
@@ -33,7 +37,7 @@ from momu_live.bridge.grammar import STYLES
 
 EVENT_KINDS = ("pose", "gen", "beat", "status", "audio", "transport")
 _TARGET_KEYS = {"name", "host", "port", "style", "events", "bundle", "max_bytes", "primary", "tempo_tolerance",
-                "start_on_first_beat", "prefix", "names_every_s"}
+                "start_on_first_beat", "prefix", "names_every_s", "rotations"}
 _TOP_KEYS = {"name", "description", "targets", "midi", "listen", "files", "setup"}
 
 
@@ -80,7 +84,7 @@ def validate_preset(d: dict, where: str = "preset") -> dict:
             raise MomuError(f"{w}: unknown keys {sorted(bad)}; allowed: {sorted(_TARGET_KEYS)}")
         t = {"name": f"target{i}", "host": "127.0.0.1", "style": "generic", "events": list(EVENT_KINDS[:5]),
              "bundle": True, "max_bytes": "auto", "primary": False, "tempo_tolerance": 0.5,
-             "start_on_first_beat": False, "prefix": "/momu", "names_every_s": 5.0, **t}
+             "start_on_first_beat": False, "prefix": "/momu", "names_every_s": 5.0, "rotations": False, **t}
         if not isinstance(t.get("port"), int) or not (0 < t["port"] < 65536):
             raise MomuError(f"{w}: 'port' must be an integer 1-65535")
         if t["style"] not in STYLES:
@@ -88,6 +92,8 @@ def validate_preset(d: dict, where: str = "preset") -> dict:
         ev = set(t["events"]) - set(EVENT_KINDS)
         if ev:
             raise MomuError(f"{w}: unknown events {sorted(ev)}; allowed: {', '.join(EVENT_KINDS)}")
+        if not isinstance(t["rotations"], bool):
+            raise MomuError(f"{w}: 'rotations' must be true or false, got {t['rotations']!r}")
         mb = t["max_bytes"]
         if mb != "auto" and (isinstance(mb, bool) or not isinstance(mb, int) or not (64 <= mb <= 65507)):
             raise MomuError(f"{w}: max_bytes must be \"auto\" or an integer 64-65507, got {mb!r}")

@@ -24,6 +24,11 @@ Overrides of ``Router.from_preset(name_or_path, overrides)`` (``None`` values ar
 | ``record`` | record ``AudioBlock``s into this WAV path |
 | ``sample_rate`` | rate of audio blocks (default: the time base's audio rate) |
 | ``listen`` | True/False: start/skip the preset's reply listener (e.g. AbletonOSC 11001) |
+| ``rotations`` | True/False: the primary target sends ``/momu/pose/rot`` beside pose frames (default: preset) |
+
+Joint rotations (``/momu/pose/rot``, a target's ``"rotations": true``): the router solves them once per pose
+frame for every such target (``RotationSource``: ``models.rig.frame_quaternions``, about 1 ms a frame on the
+router's thread, signs continuous per person); building a router with one imports ``models.rig`` (torch).
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from momu_live import MomuError
 from momu_live.bridge import grammar
@@ -45,7 +52,7 @@ from momu_live.models.timebase import DEFAULT_TIMEBASE
 log = logging.getLogger(__name__)
 
 _OVERRIDES = {"osc_host", "osc_port", "style", "midi_port", "midi_virtual", "midi", "audio_device", "record",
-              "sample_rate", "listen"}
+              "sample_rate", "listen", "rotations"}
 
 
 @dataclass(frozen=True)
@@ -93,13 +100,48 @@ def _kind(ev) -> str | None:
     return None
 
 
+class RotationSource:
+    """Joint rotations of pose frames for the targets that send ``/momu/pose/rot``: solved once per frame
+    (``models.rig.frame_quaternions``, per frame, no fit over time), signs continuous per (source, person).
+
+    ``of(frame)`` -> (J, 4) quaternions (w, x, y, z), or None for a frame without rotations
+    (``grammar.has_rotations``) or when solving failed (counted in ``errors``; the position frame still goes).
+    """
+
+    def __init__(self):
+        from momu_live.models.rig import frame_quaternions  # imported here, not on the router's thread
+
+        self._solve = frame_quaternions
+        self._prev: dict[tuple, np.ndarray] = {}  # (source, person) -> (J, 4) last quaternions sent
+        self._last: tuple = (None, None, None)  # (frame, its joints, quats): several targets share one solve
+        self.solved = self.errors = 0
+        self._log = RateLimitedLog(log)
+
+    def of(self, frame: PoseFrame) -> np.ndarray | None:
+        if self._last[0] is frame and np.array_equal(self._last[1], frame.joints):
+            return self._last[2]
+        q = None
+        if grammar.has_rotations(frame):
+            key = (frame.source, int(frame.person))
+            try:
+                q = self._solve(frame.joints, prev=self._prev.get(key))[0]  # (J, 4)
+                self._prev[key] = q
+                self.solved += 1
+            except Exception as exc:
+                self.errors += 1
+                self._log.warn("rot", "pose rotations failed: %r", exc)
+        self._last = (frame, np.array(frame.joints, copy=True), q)
+        return q
+
+
 class OscTarget:
     """One OSC destination with one grammar style (and AbletonOSC's tempo/transport state)."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, rotations: RotationSource | None = None):
         self.cfg = cfg
         self.name, self.style, self.prefix = cfg["name"], cfg["style"], cfg["prefix"]
         self.events = set(cfg["events"])
+        self.rotations = (rotations or RotationSource()) if cfg.get("rotations") else None
         self.sender = UdpSender(cfg["host"], cfg["port"], max_bytes=cfg["max_bytes"])
         self.bundle = bool(cfg["bundle"])
         self.encode_errors = 0
@@ -116,8 +158,12 @@ class OscTarget:
             return []
         msgs = grammar.event_messages(ev, self.style, self.prefix)
         if self.style == "ableton" and isinstance(ev, Beat):
-            msgs = self._ableton_beat(ev, msgs)
-        elif isinstance(ev, PoseFrame) and self.style == "generic" and msgs:
+            return self._ableton_beat(ev, msgs)
+        if isinstance(ev, PoseFrame) and msgs and self.rotations is not None:  # beside the frame, same bundle
+            q = self.rotations.of(ev)
+            if q is not None:
+                msgs = [*msgs, *grammar.pose_rot_messages(ev, q, self.prefix)]
+        if isinstance(ev, PoseFrame) and self.style == "generic" and msgs:
             names = grammar.joint_names(ev)
             now = time.monotonic()
             if now - self._names_sent.get(names, -1e9) >= float(self.cfg["names_every_s"]):
@@ -168,8 +214,8 @@ class OscTarget:
 
     def stats(self) -> dict:
         return {**self.sender.stats(), "encode_errors": self.encode_errors, "tempo_sent": self.tempo_sent,
-                "host": self.sender.host,
-                "port": self.sender.port, "style": self.style}
+                "host": self.sender.host, "port": self.sender.port, "style": self.style,
+                "rotations": self.rotations is not None}
 
     def close(self) -> None:
         if self.style == "ableton" and self._playing:
@@ -188,11 +234,12 @@ class Router:
         self.preset = preset = validate_preset(preset, f"preset {preset.get('name', '?')}")
         self.name = preset["name"]
         tcfgs = [dict(t) for t in preset["targets"]]
-        if tcfgs and any(k in overrides for k in ("osc_host", "osc_port", "style")):
+        if tcfgs and any(k in overrides for k in ("osc_host", "osc_port", "style", "rotations")):
             prim = next((t for t in tcfgs if t["primary"]), tcfgs[0])
             prim["host"] = overrides.get("osc_host", prim["host"])
             prim["port"] = int(overrides.get("osc_port", prim["port"]))
             prim["style"] = overrides.get("style", prim["style"])
+            prim["rotations"] = bool(overrides.get("rotations", prim["rotations"]))
             if prim["style"] not in grammar.STYLES:
                 raise MomuError(f"style {prim['style']!r} is not one of {', '.join(grammar.STYLES)}")
         self.sample_rate = int(overrides.get("sample_rate", DEFAULT_TIMEBASE.sample_rate))
@@ -206,7 +253,8 @@ class Router:
         self.emitted = self.dropped = self.sink_errors = 0
         self._log = RateLimitedLog(log)
         try:
-            self.targets = [OscTarget(t) for t in tcfgs]
+            rot = RotationSource() if any(t["rotations"] for t in tcfgs) else None  # one solve per frame
+            self.targets = [OscTarget(t, rot) for t in tcfgs]
             self._open_midi(preset["midi"], overrides)
             if overrides.get("audio_device") is not None:
                 from momu_live.bridge.audio_io import AudioOutput

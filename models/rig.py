@@ -38,6 +38,9 @@ elbows and ankles take the minimal swing (twist inherited from the parent); (3) 
 refinement of all rotations, root positions and the per-dance bone lengths on the position error,
 plus a rotation-acceleration smoothness term and a small anchor to the analytic solution (it fixes
 the twists that positions do not see).  Measured fit errors: docs/rig.md.
+
+Rotations out: ``rig_quaternions`` (a rig's own rotations), ``frame_quaternions`` (per frame straight from
+joint positions by ``ik_analytic``, for streams: OSC ``/momu/pose/rot``), ``models.bvh.export_rig_bvh``.
 """
 from __future__ import annotations
 
@@ -489,36 +492,50 @@ def foot_contacts(positions, fps: float, cfg: RigConfig | None = None) -> np.nda
 
 
 def _unit(v, eps: float = 1e-12):
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+    return v / np.maximum(np.sqrt((v * v).sum(-1, keepdims=True)), eps)
+
+
+_CYC1, _CYC2 = [1, 2, 0], [2, 0, 1]
+
+
+def _cross(a, b):
+    """Cross product of 3-vectors (..., 3) (broadcasting); ``np.cross`` costs 3x more on one frame's arrays."""
+    return a[..., _CYC1] * b[..., _CYC2] - a[..., _CYC2] * b[..., _CYC1]
 
 
 def _perp(v, axis):
     """Component of v (T, 3) perpendicular to the unit vectors ``axis`` (T, 3)."""
-    return v - np.sum(v * axis, -1, keepdims=True) * axis
+    return v - (v * axis).sum(-1, keepdims=True) * axis
 
 
 def _frame(primary, secondary):
     """Rotation matrices (T, 3, 3) with columns (primary, secondary orthogonalised, primary x secondary)."""
     x = _unit(primary)
     y = _unit(_perp(secondary, x))
-    return np.stack([x, y, np.cross(x, y)], axis=-1)
+    return np.stack([x, y, _cross(x, y)], axis=-1)
 
 
 def _swing(a, b):
-    """Minimal rotations (T, 3, 3) taking unit directions a -> b (Rodrigues); antiparallel: 180 deg about a normal."""
+    """Minimal rotations (T, 3, 3) taking directions a -> b; antiparallel: 180 deg about a normal.
+
+    With unit a, b, v = a x b, c = a.b: R = c I + [v]x + v v^T / (1 + c) (Rodrigues without the angle;
+    1 + c = |v|^2 / (1 - c) where c < 0, which keeps it exact near 180 deg).
+    """
     a, b = _unit(a), _unit(b)
-    axis = np.cross(a, b)  # (T, 3)
-    s = np.linalg.norm(axis, axis=-1)
-    c = np.clip(np.sum(a * b, -1), -1.0, 1.0)
-    alt = np.cross(a, [1.0, 0.0, 0.0])
-    alt = np.where(np.linalg.norm(alt, axis=-1, keepdims=True) < 1e-6, np.cross(a, [0.0, 0.0, 1.0]), alt)
-    k = _unit(np.where(s[:, None] > 1e-9, axis, alt))  # (T, 3)
-    ang = np.arctan2(s, c)
-    K = np.zeros(k.shape[:-1] + (3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
-    sa, ca = np.sin(ang)[:, None, None], np.cos(ang)[:, None, None]
-    return np.eye(3) + sa * K + (1 - ca) * (K @ K)
+    v = _cross(a, b)  # (T, 3) sin(angle) x axis
+    c = (a * b).sum(-1).clip(-1.0, 1.0)  # (T,)
+    K = np.zeros(v.shape[:-1] + (3, 3))  # (T, 3, 3) [v]x
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
+    s2 = (v * v).sum(-1)  # (T,) sin^2
+    anti = (s2 <= 1e-18) & (c < 0)  # (T,) antiparallel: no axis from a x b
+    den = np.where(c < 0, np.where(anti, 1.0, s2) / np.maximum(1.0 - c, 1.0), 1.0 + c)  # 1 + c, exact near c = -1
+    R = c[:, None, None] * np.eye(3) + K + v[:, :, None] * v[:, None, :] / den[:, None, None]
+    if anti.any():
+        n = _cross(a[anti], np.array([1.0, 0.0, 0.0]))  # (k, 3) a normal of a, or 0 when a is along x
+        n = _unit(np.where((n * n).sum(-1, keepdims=True) < 1e-12, _cross(a[anti], np.array([0.0, 0.0, 1.0])), n))
+        R[anti] = 2.0 * n[:, :, None] * n[:, None, :] - np.eye(3)  # 180 deg about n
+    return R
 
 
 # joints whose global rotation is the frame (left child - right child, up child)
@@ -534,6 +551,9 @@ _POLE_JOINTS = {
 }
 _POLE_FULL_SIN = 0.2  # the observed bend plane sets the whole twist once sin(bend) >= this
 _CHILDREN = {j: [c for c, p in enumerate(CANONICAL_PARENTS) if p == j] for j in range(N_JOINTS)}
+# rest frame (rest bone, rest pole) of each pole joint, (3, 3): constant (rest directions are unit)
+_POLE_REST_FRAMES = {j: _frame(_REST_UNIT[_CHILDREN[j][0]][None], np.asarray(pole)[None])[0]
+                     for j, (_, pole) in _POLE_JOINTS.items()}
 
 
 def ik_analytic(joints, bones) -> np.ndarray:
@@ -543,6 +563,11 @@ def ik_analytic(joints, bones) -> np.ndarray:
     the next bone's bend plane (blended into the minimal swing as sin(bend) -> 0); spine, elbows,
     ankles: minimal swing (twist inherited); leaves: identity.  See the module docstring.
     """
+    return matrix_to_rot6d_np(ik_analytic_matrices(joints, bones))
+
+
+def ik_analytic_matrices(joints, bones) -> np.ndarray:
+    """``ik_analytic`` as local rotation matrices (T, J, 3, 3) (leaves exactly the identity)."""
     X = np.asarray(joints, dtype=np.float64)  # (T, J, 3)
     T = X.shape[0]
     off = rest_offsets(bones)  # (J, 3)
@@ -564,22 +589,24 @@ def ik_analytic(joints, bones) -> np.ndarray:
                 pole_rest = np.asarray(pole_rest)
                 nxt = X[:, g] - X[:, c]  # (T, 3) next bone
                 pobs = _perp(nxt, d)
-                sin_bend = np.linalg.norm(pobs, axis=-1) / np.maximum(np.linalg.norm(nxt, axis=-1), 1e-9)
-                w = np.clip(sin_bend / _POLE_FULL_SIN, 0.0, 1.0)[:, None]
+                sin_bend = np.sqrt((pobs * pobs).sum(-1) / np.maximum((nxt * nxt).sum(-1), 1e-18))  # (T,)
+                w = (sin_bend / _POLE_FULL_SIN).clip(0.0, 1.0)[:, None]
                 pfb = S @ pole_rest  # (T, 3) the minimal swing's pole (perpendicular to d)
                 pole = w * _unit(pobs) + (1 - w) * pfb
-                bad = np.linalg.norm(pole, axis=-1) < 1e-3
+                bad = (pole * pole).sum(-1) < 1e-6
                 pole[bad] = pfb[bad]
-                F_rest = _frame(off[c][None], pole_rest[None])[0]  # (3, 3)
-                G[:, j] = _frame(d, pole) @ F_rest.T
+                G[:, j] = _frame(d, pole) @ _POLE_REST_FRAMES[j].T
             else:
                 G[:, j] = S
         else:  # leaf
             G[:, j] = Gp
     local = np.empty_like(G)
     for j, p in enumerate(CANONICAL_PARENTS):
-        local[:, j] = G[:, j] if p < 0 else np.swapaxes(G[:, p], -1, -2) @ G[:, j]
-    return matrix_to_rot6d_np(local)
+        if j in LEAF_JOINTS:
+            local[:, j] = np.eye(3)
+        else:
+            local[:, j] = G[:, j] if p < 0 else np.swapaxes(G[:, p], -1, -2) @ G[:, j]
+    return local
 
 
 def _orthonormalise6(r6: np.ndarray) -> np.ndarray:
@@ -694,26 +721,83 @@ def rig_from_motion(motion, cfg: RigConfig | None = None, ik: IkConfig | None = 
 # rotations out
 
 
+def matrix_to_quat_np(M) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) as (w, x, y, z) (sign not normalised)."""
+    from scipy.spatial.transform import Rotation
+
+    M = np.asarray(M, dtype=np.float64)
+    q = Rotation.from_matrix(M.reshape(-1, 3, 3)).as_quat()[:, [3, 0, 1, 2]]  # (N, 4) scipy's x y z w -> w x y z
+    return q.reshape(M.shape[:-2] + (4,))
+
+
+def continuous_quat_signs(q, prev=None) -> np.ndarray:
+    """Quaternions (T, J, 4) with signs continuous in time (q and -q are the same rotation).
+
+    Each frame takes the sign nearer the previous frame's; frame 0 the sign nearer ``prev`` (J, 4) (the
+    last frame sent, for streams), or w >= 0 when ``prev`` is None.
+    """
+    q = np.asarray(q, dtype=np.float64)  # (T, J, 4)
+    if q.shape[0] == 0:
+        return q
+    if prev is None:
+        first = q[:1, :, :1] < 0  # (1, J, 1)
+    else:
+        first = np.sum(q[:1] * np.asarray(prev, np.float64).reshape(1, -1, 4), axis=-1, keepdims=True) < 0
+    flip = np.sum(q[1:] * q[:-1], axis=-1, keepdims=True) < 0  # (T-1, J, 1)
+    sign = np.cumprod(np.where(np.concatenate([first, flip], axis=0), -1.0, 1.0), axis=0)  # (T, J, 1)
+    return q * sign
+
+
+def frame_quaternions(joints, bones=None, prev=None) -> np.ndarray:
+    """Per-frame local joint rotations of canonical joints as unit quaternions (T, J, 4), (w, x, y, z).
+
+    Streaming-safe: every frame is solved on its own by ``ik_analytic`` (no fit over time, no state);
+    rotations are relative to the parent joint in the T-pose rest frame (``rest_offsets``), the root's
+    is global (canonical axes: y up, the dancer faces +z); leaves (head, wrists, toes) are the
+    identity.  ``joints``: (J, 3) (one frame: T = 1) or (T, J, 3), finite.  ``bones`` (17,): the rest
+    pose's lengths; default the frames' own (``bone_lengths_of``, median over T).  The analytic
+    rotations depend on the rest *directions* only, so FK of them with each frame's own lengths,
+    ``fk_np(rot6d, root, rest_offsets(bone_lengths_of(frame)[0]))``, rebuilds that frame (exactly for
+    a pose a rig can make; see ``ik_analytic`` for what a rig cannot).  ``prev`` (J, 4): the previous
+    frame's quaternions, whose signs the first frame follows (``continuous_quat_signs``); frames
+    after it follow each other.  Coincident joints (no bone direction) give the identity, never NaN.
+    Cost: about 1 ms per frame on one CPU core (docs/rig.md).
+    """
+    X = np.asarray(joints, dtype=np.float64)
+    if X.ndim == 2:
+        X = X[None]  # (1, J, 3)
+    if X.ndim != 3 or X.shape[1:] != (N_JOINTS, 3):
+        raise MomuError(f"frame_quaternions needs canonical joints ({N_JOINTS}, 3) or (T, {N_JOINTS}, 3), got "
+                        f"{np.shape(joints)}")
+    if not np.isfinite(X).all():
+        raise MomuError("frame_quaternions: joints contain NaN/inf (rotations need every joint of the frame)")
+    if bones is None:
+        bones = np.median(bone_lengths_of(X), axis=0) if X.shape[0] > 1 else bone_lengths_of(X)[0]  # (17,)
+        bones = np.maximum(bones, 1e-9)  # a collapsed bone keeps its rest direction
+    else:
+        bones = np.asarray(bones, dtype=np.float64)
+        if bones.shape != (N_BONES,) or not (np.isfinite(bones).all() and (bones > 0).all()):
+            raise MomuError(f"frame_quaternions: bones must be {N_BONES} positive lengths, got {np.shape(bones)}")
+    local = ik_analytic_matrices(X, bones)  # (T, J, 3, 3)
+    bad = np.abs(np.linalg.det(local) - 1.0) > 1e-3  # (T, J) degenerate frames (coincident joints)
+    if bad.any():
+        local[bad] = np.eye(3)
+    if prev is not None:
+        prev = np.asarray(prev, dtype=np.float64).reshape(-1, N_JOINTS, 4)[-1]  # (J, 4)
+    return continuous_quat_signs(matrix_to_quat_np(local), prev)  # (T, J, 4)
+
+
 def rig_quaternions(rig: RigMotion, space: str = "local") -> np.ndarray:
     """Unit quaternions (T, J, 4) as (w, x, y, z) of each joint's rotation.
 
     space 'local' (relative to the parent; the root's is global) or 'global'.  Signs are made
     continuous in time (q and -q are the same rotation: each frame takes the sign nearer the previous
-    frame's) and frame 0 has w >= 0.
+    frame's) and frame 0 has w >= 0 (``continuous_quat_signs``).
     """
-    from scipy.spatial.transform import Rotation
-
     if space == "local":
         M = rig.local_matrices()
     elif space == "global":
         M = rig.global_matrices()
     else:
         raise MomuError(f"quaternion space must be 'local' or 'global', got {space!r}")
-    T = M.shape[0]
-    q = Rotation.from_matrix(M.reshape(-1, 3, 3)).as_quat().reshape(T, N_JOINTS, 4)[..., [3, 0, 1, 2]]  # (T, J, 4)
-    q = np.where(q[:1, :, :1] < 0, -q, q) if T else q
-    if T > 1:
-        flip = np.sum(q[1:] * q[:-1], axis=-1) < 0  # (T-1, J)
-        sign = np.concatenate([np.ones((1, N_JOINTS)), np.cumprod(np.where(flip, -1.0, 1.0), axis=0)], axis=0)
-        q = q * sign[..., None]
-    return q
+    return continuous_quat_signs(matrix_to_quat_np(M))  # (T, J, 4)

@@ -1,17 +1,31 @@
 """momu-live -> Blender: receive pose frames over OSC and drive an armature built from the canonical skeleton.
 
 Runs inside Blender with nothing but the standard library (no python-osc): a non-blocking UDP socket
-polled by a ``bpy.app.timers`` timer, an OSC 1.0 parser (messages and bundles), one empty per joint
-(``momu_<joint>``) and an armature ``momu`` whose bone ``<child>`` spans parent joint -> child joint
-(Copy Location to the parent's empty + Stretch To the child's empty), so the bones follow the dancer.
+polled by a ``bpy.app.timers`` timer, an OSC 1.0 parser (messages and bundles), and one of two modes:
+
+- ``mode="empties"`` (default; positions): one empty per joint (``momu_<joint>``) and an armature ``momu``
+  whose bone ``<child>`` spans parent joint -> child joint (Copy Location to the parent's empty + Stretch To
+  the child's empty), so the bones follow the dancer's positions, stretching as the capture does.
+- ``mode="armature"`` (rotations, for retargeting): an armature driven by joint rotations
+  (``/momu/pose/rot``): one bone per joint, named after the joint, head at the joint (the layout of a BVH
+  import of ``momu``'s rig BVH), rest pose the canonical T-pose (``REST_DIRECTIONS`` x the first frame's
+  bone lengths); pose bones in ``QUATERNION`` mode get ``rest^-1 q rest`` (``bone_quaternion``), the root
+  bone's location follows the pelvis position.  By default it builds ``momu_rot``; ``armature=NAME`` drives
+  an existing armature instead (a user's own rig, whose rest pose must be the same T-pose: z up, facing -y,
+  arms along +-x; its object transform, e.g. an FBX import's 90 deg X rotation and 0.01 scale, is accounted
+  for; parent it to an empty to place the dance), with ``bone_map`` (``"pelvis=Hips,spine=Spine,..."``)
+  naming its bones (unmapped joints: a bone of the joint's name, else skipped).
+
 The rig is built on the first received frame (or with the *Build rig* button / ``bpy.ops.momu.build_rig()``),
 never when the add-on is enabled.
 
-Accepted messages (``momu live --preset blender`` sends the first kind):
+Accepted messages (``momu live --preset blender`` sends the first and the third kind):
 
 - ``/momu/pose/<person>/<joint>  f x y z``  Blender axes (z up), NodeOSC style;
 - ``/momu/pose/frame  i person, i frame, i time_s, f time_frac, x y z per joint``  canonical axes (y up),
   converted (the older layout with one ``f time`` is accepted too: the argument count tells them apart);
+- ``/momu/pose/rot  i person, i frame, i time_s, f time_frac, w x y z per joint``  local joint rotations
+  (canonical axes, converted by ``quat_to_blender``; ``CANONICAL_JOINTS`` order);
 - the same under ``/momu/gen/pose/...`` when ``source="gen"`` (generated poses).
 
 Three ways to use it:
@@ -21,9 +35,11 @@ Three ways to use it:
   ``momu.stop``, ``momu.build_rig`` and the scene settings ``scene.momu`` (port, host, person, source);
   press *Start* to listen (or tick *Listen at start-up* in the add-on's preferences).
 - **Script**: Scripting tab > Open > Run Script, or ``blender --python blender_receiver.py -- --port 9100
-  --person 0 --source pose``: registers the same panel and starts listening at once.  Running it again
+  --person 0 --source pose [--mode armature --armature NAME --bone-map MAP]``: registers the same panel and
+  starts listening at once.  Running it again
   first stops the previous receiver (it frees the port) and unregisters the previous run's classes.
-- **Console**: ``momu_start(port=9100, person=0, source="pose")`` and ``momu_stop()`` (installed as
+- **Console**: ``momu_start(port=9100, person=0, source="pose", mode="empties", armature="", bone_map="")``
+  and ``momu_stop()`` (installed as
   built-ins while the add-on/script is registered), or ``bpy.ops.momu.start()`` / ``bpy.ops.momu.stop()``.
 
 Only one receiver runs per Blender process, whichever copy of this file started it: its handle lives in
@@ -63,9 +79,105 @@ REST = {
 }
 
 
+# T-pose directions of each joint's offset from its parent (momu_live.models.skeleton.REST_DIRECTIONS) and the
+# BVH End Sites of the leaves (momu_live.models.bvh): the rest pose of the rotation-driven armature.
+REST_DIRECTIONS = (
+    (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 1.0, 0.0), (0.0, 1.0, 0.0),
+    (1.0, 0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (-1.0, 0.0, 0.0),
+    (1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, -1.0, 0.0), (0.0, -0.287348, 0.957826),
+    (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, -1.0, 0.0), (0.0, -0.287348, 0.957826),
+)
+END_SITES = {"head": (0, 0.12, 0), "l_wrist": (0.08, 0, 0), "r_wrist": (-0.08, 0, 0), "l_toe": (0, 0, 0.04),
+             "r_toe": (0, 0, 0.04)}
+TAIL_CHILD = {"pelvis": "spine", "neck": "head"}  # bone tail of the joints with several children
+ROT_RIG_NAME = "momu_rot"
+MODES = ("empties", "armature")
+
+
 def to_blender(p):
     """Canonical (y up, dancer faces +z) -> Blender (z up, dancer faces -y)."""
     return (p[0], -p[2], p[1])
+
+
+def quat_to_blender(q):
+    """A canonical rotation (w, x, y, z) -> the same rotation in Blender axes: the axis maps as a vector does
+    (``to_blender`` is a proper rotation C, and C R C^-1 has the quaternion (w, C v))."""
+    return (q[0], *to_blender(q[1:4]))
+
+
+def _qmul(a, b):
+    """Hamilton product of quaternions (w, x, y, z)."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    return (aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw)
+
+
+def bone_quaternion(q, rest):
+    """Pose-bone ``rotation_quaternion`` of a joint rotation ``q`` (Blender axes, relative to the parent joint in
+    the T-pose) for a bone whose rest orientation in the dance frame is ``rest`` (unit quaternion).
+
+    Blender poses a bone as ``P = P_parent B_parent^-1 B Q`` (B the rest orientation, Q the basis); the dancer's
+    joint turns the rest bone by its global rotation, ``P = G B``, with ``G = G_parent q``: so ``Q = B^-1 q B``.
+    """
+    w, x, y, z = rest
+    return _qmul(_qmul((w, -x, -y, -z), q), rest)
+
+
+def rest_positions(lengths=None):
+    """T-pose joint positions (canonical axes): ``REST_DIRECTIONS`` x bone lengths from the pelvis at ``REST``'s
+    height; ``lengths`` {joint: length of the bone parent -> joint}, default the ``REST`` pose's."""
+    pos = {}
+    for c, p in enumerate(CANONICAL_PARENTS):
+        name = CANONICAL_JOINTS[c]
+        if p < 0:
+            pos[name] = tuple(float(v) for v in REST[name])
+            continue
+        par = CANONICAL_JOINTS[p]
+        length = (lengths or {}).get(name) or 0.0
+        if not length > 1e-3:  # missing or collapsed: Blender deletes zero-length bones
+            length = _dist(REST[name], REST[par])
+        d = REST_DIRECTIONS[c]
+        n = _dist(d, (0.0, 0.0, 0.0))  # the toes' direction is unit to 6 decimals only: normalised as models.rig
+        pos[name] = tuple(pos[par][k] + length * d[k] / n for k in range(3))
+    return pos
+
+
+def bone_tails(pos):
+    """Tail of each joint's bone (canonical axes) given joint positions ``pos``: the (upward) child, or the End
+    Site for a leaf."""
+    kids = {}
+    for c, p in enumerate(CANONICAL_PARENTS):
+        if p >= 0:
+            kids.setdefault(CANONICAL_JOINTS[p], []).append(CANONICAL_JOINTS[c])
+    out = {}
+    for j in CANONICAL_JOINTS:
+        if j in kids:
+            out[j] = pos[TAIL_CHILD.get(j, kids[j][0])]
+        else:
+            out[j] = tuple(pos[j][k] + END_SITES[j][k] for k in range(3))
+    return out
+
+
+def _dist(a, b):
+    return sum((float(a[k]) - float(b[k])) ** 2 for k in range(3)) ** 0.5
+
+
+def parse_bone_map(bone_map):
+    """``"pelvis=Hips, spine=Spine"`` (or a dict) -> {joint: bone name}; unknown joints raise ValueError."""
+    if not bone_map:
+        return {}
+    if isinstance(bone_map, dict):
+        pairs = list(bone_map.items())
+    else:
+        pairs = [item.split("=", 1) for item in str(bone_map).split(",") if item.strip()]
+        if any(len(pr) != 2 for pr in pairs):
+            raise ValueError(f"bone map {bone_map!r}: write joint=bone pairs separated by commas")
+    out = {str(j).strip(): str(b).strip() for j, b in pairs}
+    bad = sorted(set(out) - set(CANONICAL_JOINTS))
+    if bad:
+        raise ValueError(f"bone map: unknown joints {bad}; joints: {', '.join(CANONICAL_JOINTS)}")
+    return out
 
 
 # ------------------------------------------------------------------------------------------- OSC parsing
@@ -133,20 +245,33 @@ def parse_packet(data, depth=0):
 # ------------------------------------------------------------------------------------------- pose state
 class PoseState:
     """Latest joint positions (Blender axes) of one person, from either message kind; ``time`` the stream
-    time (seconds) of the newest ``/momu/pose/frame``."""
+    time (seconds) of the newest ``/momu/pose/frame``; ``rot`` the latest joint rotations (Blender axes,
+    (w, x, y, z) relative to the parent joint) from ``/momu/pose/rot``, ``rot_frames`` how many came."""
 
     def __init__(self, person=0, source="pose", joints=CANONICAL_JOINTS):
         self.person, self.joints = int(person), tuple(joints)
         base = "/momu/gen/pose" if source == "gen" else "/momu/pose"
         self.frame_addr = base + "/frame"
+        self.rot_addr = base + "/rot"
         self.joints_addr = "/momu/pose/joints"
         self.prefix = f"{base}/{self.person}/"
         self.pos = {}
+        self.rot = {}
         self.time = None
-        self.frames = self.messages = self.errors = 0
+        self.frames = self.rot_frames = self.messages = self.errors = 0
 
     def handle(self, address, args):
         self.messages += 1
+        if address == self.rot_addr:
+            # i person, i frame, i time_s, f time_frac, w x y z per joint (canonical order and axes)
+            if len(args) < 8 or int(args[0]) != self.person:
+                return False
+            q = args[4:]
+            for i, name in enumerate(CANONICAL_JOINTS):
+                if 4 * i + 3 < len(q):
+                    self.rot[name] = quat_to_blender(tuple(float(v) for v in q[4 * i: 4 * i + 4]))
+            self.rot_frames += 1
+            return True
         if address == self.frame_addr:
             if len(args) < 3 or int(args[0]) != self.person:
                 return False
@@ -235,14 +360,92 @@ def find_rig(name=RIG_NAME):
     return arm, empties
 
 
+def build_rot_armature(name=ROT_RIG_NAME, lengths=None, collection_name=RIG_NAME):
+    """Create (or return) the rotation-driven armature ``name``: one bone per joint, named after it, head at the
+    joint and tail at its (upward) child or End Site, in the T-pose of ``rest_positions(lengths)`` (Blender
+    axes), parented as the skeleton; pose bones in ``QUATERNION`` rotation mode."""
+    import bpy
+
+    ob = bpy.data.objects.get(name)
+    if ob is not None:
+        return ob
+    coll = bpy.data.collections.get(collection_name)
+    if coll is None:
+        coll = bpy.data.collections.new(collection_name)
+        bpy.context.scene.collection.children.link(coll)
+    if bpy.context.mode != "OBJECT" and bpy.context.view_layer.objects.active is not None:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    arm = bpy.data.armatures.new(name)
+    ob = bpy.data.objects.new(name, arm)
+    coll.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    pos = rest_positions(lengths)
+    tails = bone_tails(pos)
+    bpy.ops.object.mode_set(mode="EDIT")
+    for j in CANONICAL_JOINTS:
+        b = arm.edit_bones.new(j)
+        b.head, b.tail = to_blender(pos[j]), to_blender(tails[j])
+    for c, p in enumerate(CANONICAL_PARENTS):
+        if p >= 0:
+            b = arm.edit_bones[CANONICAL_JOINTS[c]]
+            b.parent = arm.edit_bones[CANONICAL_JOINTS[p]]
+            b.use_connect = tails[CANONICAL_JOINTS[p]] == pos[CANONICAL_JOINTS[c]]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for pb in ob.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+    return ob
+
+
+def drive_armature(arm, rot, pelvis=None, bone_map=None):
+    """Pose armature object ``arm`` from joint rotations ``rot`` {joint: (w, x, y, z) Blender axes} and the root
+    location from ``pelvis`` (Blender axes, metres; None: left as it is).
+
+    The dance frame is the armature's parent (the world when it has none): the armature object's own
+    transform relative to it (an import's axis rotation and scale) is taken out, so the bones land where the
+    dancer's joints are.  Joints without a bone (after ``bone_map``) are skipped; returns the bones driven.
+    """
+    from mathutils import Vector
+
+    bone_map = bone_map or {}
+    frame = arm.matrix_world if arm.parent is None else arm.parent.matrix_world.inverted() @ arm.matrix_world
+    frame_q = frame.to_3x3().normalized().to_quaternion()  # rotation of armature space in the dance frame
+    bones = arm.pose.bones
+    n = 0
+    for j in CANONICAL_JOINTS:
+        q, pb = rot.get(j), bones.get(bone_map.get(j, j))
+        if q is None or pb is None:
+            continue
+        if pb.rotation_mode != "QUATERNION":
+            pb.rotation_mode = "QUATERNION"
+        rest = frame_q @ pb.bone.matrix_local.to_quaternion()  # the bone's rest orientation in the dance frame
+        pb.rotation_quaternion = bone_quaternion(q, tuple(rest))
+        n += 1
+    root = bones.get(bone_map.get("pelvis", "pelvis"))
+    if pelvis is not None and root is not None:
+        head = frame.inverted() @ Vector(pelvis)  # armature space
+        base = root.bone.matrix_local  # pose matrix = base @ basis: the head lands at base @ location
+        if root.parent is not None:
+            base = root.parent.matrix @ root.parent.bone.matrix_local.inverted() @ base
+        root.location = base.inverted() @ head
+    return n
+
+
 class Receiver:
     """UDP OSC listener driving the rig; ``poll()`` applies everything pending (the timer calls it).
 
     The socket is bound here; the rig is looked up by name on every poll that brings news (so a new
     file or a deleted rig never leaves stale references) and built on the first frame if missing.
+    ``mode``: ``"empties"`` (positions drive empties and a stretchy armature) or ``"armature"`` (rotations
+    drive ``armature``, default the ``momu_rot`` armature built from the first frame's bone lengths;
+    ``bone_map`` names a user rig's bones, see ``parse_bone_map``).
     """
 
-    def __init__(self, port=DEFAULT_PORT, host="127.0.0.1", person=0, source="pose", rig_name=RIG_NAME):
+    def __init__(self, port=DEFAULT_PORT, host="127.0.0.1", person=0, source="pose", rig_name=RIG_NAME,
+                 mode="empties", armature="", bone_map=None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.armature_name = mode, armature or ""
+        self.bone_map = parse_bone_map(bone_map)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.bind((host, int(port)))
@@ -270,8 +473,40 @@ class Receiver:
         self.arm, self.empties = arm, empties
         return arm, empties
 
+    def ensure_armature(self):
+        """The armature ``mode="armature"`` drives: the user's (``armature``) or ``momu_rot``, built if missing
+        with the bone lengths of the newest positions (the ``REST`` pose's before any)."""
+        import bpy
+
+        if self.armature_name:
+            ob = bpy.data.objects.get(self.armature_name)
+            if ob is None or ob.type != "ARMATURE":
+                raise LookupError(f"no armature object named {self.armature_name!r}")
+            self.arm = ob
+            return ob
+        ob = bpy.data.objects.get(ROT_RIG_NAME)
+        if ob is None:
+            pos = self.state.pos
+            lengths = {CANONICAL_JOINTS[c]: _dist(pos[CANONICAL_JOINTS[c]], pos[CANONICAL_JOINTS[p]])
+                       for c, p in enumerate(CANONICAL_PARENTS)
+                       if p >= 0 and CANONICAL_JOINTS[c] in pos and CANONICAL_JOINTS[p] in pos}
+            ob = build_rot_armature(ROT_RIG_NAME, lengths)
+        self.arm = ob
+        return ob
+
+    def _apply_rotations(self):
+        try:
+            arm = self.ensure_armature()
+        except Exception as exc:  # no such armature yet, or a modal tool holds the context: next poll
+            self.build_errors += 1
+            if self.build_errors == 1:
+                print(f"momu receiver: cannot drive the armature yet ({exc!r})")
+            return
+        drive_armature(arm, self.state.rot, self.state.pos.get("pelvis"), self.bone_map)
+
     def poll(self, max_packets=10000):
-        """Read all pending datagrams, move the empties to the newest pose; returns packets read."""
+        """Read all pending datagrams, move the empties (or pose the armature) to the newest pose; returns
+        packets read."""
         n = 0
         while n < max_packets and self.sock is not None:
             try:
@@ -287,6 +522,10 @@ class Receiver:
                     self.state.handle(address, args)
             except (OscParseError, struct.error, ValueError, TypeError):
                 self.malformed += 1
+        if self.mode == "armature":
+            if n and self.state.rot:
+                self._apply_rotations()
+            return n
         if n and self.state.pos:
             try:
                 arm, empties = self.ensure_rig()
@@ -352,12 +591,19 @@ def current_receiver():
     return _state().receiver
 
 
-def momu_start(port=DEFAULT_PORT, person=0, source="pose", host="127.0.0.1"):
-    """Stop the running receiver (freeing its port), then listen on ``host:port``; returns the receiver."""
+def momu_start(port=DEFAULT_PORT, person=0, source="pose", host="127.0.0.1", mode="empties", armature="",
+               bone_map=""):
+    """Stop the running receiver (freeing its port), then listen on ``host:port``; returns the receiver.
+    ``mode="armature"`` drives an armature by rotations (``armature``: an existing one's name, ``bone_map``
+    its bone names), see the module docstring."""
+    parse_bone_map(bone_map)  # a bad map fails before the running receiver is stopped
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     momu_stop()
-    rx = Receiver(port, host, person, source).start()
+    rx = Receiver(port, host, person, source, mode=mode, armature=armature, bone_map=bone_map).start()
     _state().receiver = rx
-    print(f"momu receiver: listening on {host}:{rx.port} (person {person}, {source})")
+    what = f", armature {armature or ROT_RIG_NAME} by rotations" if mode == "armature" else ""
+    print(f"momu receiver: listening on {host}:{rx.port} (person {person}, {source}{what})")
     return rx
 
 
@@ -392,6 +638,18 @@ def _make_classes():
         source: bpy.props.EnumProperty(name="Source", default="pose",
                                        items=[("pose", "Captured", "the dancer's poses (/momu/pose)"),
                                               ("gen", "Generated", "generated poses (/momu/gen/pose)")])
+        mode: bpy.props.EnumProperty(
+            name="Drive", default="empties",
+            items=[("empties", "Positions", "joint empties and a stretchy armature 'momu' follow the positions"),
+                   ("armature", "Rotations", "an armature follows the joint rotations (/momu/pose/rot)")])
+        armature: bpy.props.StringProperty(
+            name="Armature", default="",
+            description="rotations: drive this existing armature object (your rig, T-pose rest, z up, facing -y); "
+                        "empty: build 'momu_rot'")
+        bone_map: bpy.props.StringProperty(
+            name="Bone map", default="",
+            description="rotations: joint=bone pairs for your rig, e.g. 'pelvis=Hips,spine=Spine' "
+                        "(unmapped joints use a bone of the joint's name)")
 
     class MOMU_OT_start(bpy.types.Operator):
         """Listen for momu-live OSC pose frames (stops a running receiver first)"""
@@ -401,9 +659,12 @@ def _make_classes():
         def execute(self, context):
             s = context.scene.momu
             try:
-                momu_start(s.port, s.person, s.source, s.host)
+                momu_start(s.port, s.person, s.source, s.host, s.mode, s.armature, s.bone_map)
             except OSError as exc:
                 self.report({"ERROR"}, f"cannot listen on {s.host}:{s.port} ({exc}); pick another port")
+                return {"CANCELLED"}
+            except ValueError as exc:
+                self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
             return {"FINISHED"}
 
@@ -417,12 +678,17 @@ def _make_classes():
             return {"FINISHED"}
 
     class MOMU_OT_build_rig(bpy.types.Operator):
-        """Build the momu armature and joint empties (at rest) now, before the first frame"""
+        """Build the rig (at rest) now, before the first frame: joint empties and 'momu' (Positions), or the
+        rotation-driven armature 'momu_rot' (Rotations)"""
         bl_idname = "momu.build_rig"
         bl_label = "Build rig"
 
         def execute(self, context):
-            build_rig(RIG_NAME)
+            s = getattr(context.scene, "momu", None)
+            if s is not None and s.mode == "armature":
+                build_rot_armature(ROT_RIG_NAME)
+            else:
+                build_rig(RIG_NAME)
             return {"FINISHED"}
 
     class MOMU_PT_receiver(bpy.types.Panel):
@@ -440,13 +706,18 @@ def _make_classes():
             col.prop(s, "host")
             col.prop(s, "person")
             col.prop(s, "source")
+            col.prop(s, "mode")
+            if s.mode == "armature":
+                col.prop(s, "armature")
+                col.prop(s, "bone_map")
             row = col.row()
             row.operator("momu.start", icon="PLAY")
             row.operator("momu.stop", icon="PAUSE")
             col.operator("momu.build_rig", icon="ARMATURE_DATA")
             if rx is not None and rx.running:
                 col.label(text=f"listening on {rx.host}:{rx.port}")
-                col.label(text=f"{rx.state.frames} frames, {rx.packets} packets, {rx.malformed} malformed")
+                col.label(text=f"{rx.state.frames} frames, {rx.state.rot_frames} rotation frames")
+                col.label(text=f"{rx.packets} packets, {rx.malformed} malformed")
             else:
                 col.label(text="stopped")
 
@@ -477,8 +748,9 @@ def _autostart():
         s = getattr(bpy.context.scene, "momu", None)
         try:
             momu_start(s.port if s else DEFAULT_PORT, s.person if s else 0, s.source if s else "pose",
-                       s.host if s else "127.0.0.1")
-        except OSError as exc:
+                       s.host if s else "127.0.0.1", s.mode if s else "empties", s.armature if s else "",
+                       s.bone_map if s else "")
+        except (OSError, ValueError) as exc:
             print(f"momu receiver: cannot listen at start-up ({exc})")
     return None
 
@@ -545,6 +817,11 @@ def _cli(argv):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--person", type=int, default=0)
     p.add_argument("--source", choices=["pose", "gen"], default="pose")
+    p.add_argument("--mode", choices=list(MODES), default="empties",
+                   help="empties: positions drive empties + a stretchy armature; armature: rotations drive an armature")
+    p.add_argument("--armature", default="",
+                   help="--mode armature: an existing armature object (default: build momu_rot)")
+    p.add_argument("--bone-map", default="", help="--mode armature: joint=bone pairs, e.g. pelvis=Hips,spine=Spine")
     return p.parse_known_args(argv)[0]
 
 
@@ -559,9 +836,10 @@ def main(argv=None):
         s = getattr(bpy.context.scene, "momu", None)
         if s is not None:
             s.port, s.host, s.person, s.source = a.port, a.host, a.person, a.source
+            s.mode, s.armature, s.bone_map = a.mode, a.armature, a.bone_map
     except (ImportError, AttributeError):
         pass
-    return momu_start(a.port, a.person, a.source, a.host)
+    return momu_start(a.port, a.person, a.source, a.host, a.mode, a.armature, a.bone_map)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,112 @@ def test_blender_addon_registers_reruns_and_stops_cleanly(tmp_path):
     assert res["momu_stop"] == {"free": True, "receiver": False, "timer": False}
     assert res["script_unregistered"] == {"panel": False, "op": False, "scene_prop": False, "console": False}
     print("blender", res["version"])
+
+
+_ROT_CHILD = r"""
+import importlib.util, json, math, sys, time
+import bpy
+spec = importlib.util.spec_from_file_location("rx", sys.argv[1])
+rx = importlib.util.module_from_spec(spec); spec.loader.exec_module(rx)
+bpy.ops.wm.read_factory_settings(use_empty=True)
+target, want, lengths = sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+kw = {}
+if target == "user":
+    # a user's rig as an FBX import makes it: armature space y up in centimetres under the object's 90 deg X
+    # rotation and 0.01 scale, moved away; its own bone names and rolls; a root bone above the hips
+    pos = rx.rest_positions(lengths)
+    tails = rx.bone_tails(pos)
+    arm = bpy.data.armatures.new("dancer")
+    ob = bpy.data.objects.new("dancer", arm)
+    bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.objects.active = ob
+    ob.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    ob.scale = (0.01, 0.01, 0.01)
+    ob.location = (3.0, 1.0, 0.5)
+    bpy.ops.object.mode_set(mode="EDIT")
+    root = arm.edit_bones.new("root")
+    root.head, root.tail = (0.0, 0.0, 0.0), (0.0, 0.0, 30.0)
+    for i, j in enumerate(rx.CANONICAL_JOINTS):
+        b = arm.edit_bones.new("DEF-" + j)
+        b.head, b.tail = [100 * v for v in pos[j]], [100 * v for v in tails[j]]
+        b.roll = 0.4 * i
+    for c, p in enumerate(rx.CANONICAL_PARENTS):
+        parent = "DEF-" + rx.CANONICAL_JOINTS[p] if p >= 0 else "root"
+        arm.edit_bones["DEF-" + rx.CANONICAL_JOINTS[c]].parent = arm.edit_bones[parent]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    kw = {"armature": "dancer", "bone_map": ",".join(f"{j}=DEF-{j}" for j in rx.CANONICAL_JOINTS)}
+r = rx.Receiver(port=0, person=0, mode="armature", **kw)
+print(json.dumps({"port": r.port}), flush=True)
+deadline = time.monotonic() + 20
+while r.state.rot_frames < want and time.monotonic() < deadline:
+    r.poll(); time.sleep(0.01)
+r.poll()
+bpy.context.view_layer.update()
+arm = r.arm
+names = {j: r.bone_map.get(j, j) for j in rx.CANONICAL_JOINTS}
+out = {"rot_frames": r.state.rot_frames, "malformed": r.malformed, "name": arm.name, "bones": {},
+       "modes": sorted({arm.pose.bones[n].rotation_mode for n in names.values()})}
+for j, n in names.items():
+    pb = arm.pose.bones[n]
+    out["bones"][j] = [list(arm.matrix_world @ pb.head), list(arm.matrix_world @ pb.tail)]
+out["version"] = bpy.app.version_string
+print(json.dumps(out), flush=True)
+r.stop()
+"""
+
+
+@pytest.mark.skipif(not BLENDER_PY, reason="set MOMU_BLENDER_PYTHON to a python with bpy (opt-in)")
+@pytest.mark.parametrize("target", ["built", "user"])
+def test_blender_armature_follows_osc_rotations(target):
+    """``mode="armature"``: /momu/pose/rot drives the bones by quaternions (the built ``momu_rot``, or a user's
+    FBX-like rig: other axes, scale, names, rolls, a root bone); every bone's evaluated head and tail lie on
+    the FK of the sent rotations with the frame's bone lengths, in Blender axes."""
+    import importlib.util
+
+    from scipy.spatial.transform import Rotation
+
+    from _rigdata import random_rig
+    from momu_live.models import rig as R
+    from momu_live.models.skeleton import BONES
+
+    spec = importlib.util.spec_from_file_location("momu_blender_receiver", presets_dir() / "blender_receiver.py")
+    rxmod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rxmod)  # its pure parts: END_SITES, TAIL_CHILD
+    dance = random_rig(6, seed=31).positions().astype(np.float32)  # (6, 18, 3) a rig's poses
+    lengths = {CANONICAL_JOINTS[c]: float(v) for (_, c), v in zip(BONES, R.bone_lengths_of(dance[:1])[0])}
+    proc = subprocess.Popen([BLENDER_PY, "-c", _ROT_CHILD, str(presets_dir() / "blender_receiver.py"), target, "6",
+                             json.dumps(lengths)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _child_port(proc)
+        r = Router.from_preset("blender", {"osc_port": port})  # nodeosc positions + /momu/pose/rot
+        for k in range(6):
+            r.emit(PoseFrame(0, k, k / 30, dance[k]))
+            r.emit(PoseFrame(1, k, k / 30, dance[0] + 5.0))  # another dancer: ignored
+            time.sleep(0.02)
+        r.close()
+        res = _child_result(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert res["rot_frames"] >= 6 and res["malformed"] == 0 and res["modes"] == ["QUATERNION"]
+    assert res["name"] == ("momu_rot" if target == "built" else "dancer")
+    # FK of the last frame's rotations (as the wire carries them) with the frame's own bone lengths
+    last = dance[-1:].astype(np.float64)  # (1, J, 3)
+    q = R.frame_quaternions(last)[0]  # (J, 4)
+    mats = Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix()  # (J, 3, 3)
+    P, G = R.fk_np(R.matrix_to_rot6d_np(mats)[None], last[:, 0], R.rest_offsets(R.bone_lengths_of(last)[0]),
+                   return_global=True)
+    P, G = P[0], G[0]  # (J, 3), (J, 3, 3)
+    np.testing.assert_allclose(P, last[0], atol=1e-5)  # a rig's pose: FK gives back the sent joints
+    kids = {CANONICAL_JOINTS[p]: CANONICAL_JOINTS[c] for c, p in reversed(list(enumerate(CANONICAL_PARENTS))) if p >= 0}
+    err = 0.0
+    for j, name in enumerate(CANONICAL_JOINTS):
+        if name in kids:
+            tail = P[CANONICAL_JOINTS.index(rxmod.TAIL_CHILD.get(name, kids[name]))]
+        else:  # a leaf: its End Site turned by the joint's global rotation
+            tail = P[j] + G[j] @ np.asarray(rxmod.END_SITES[name], np.float64)
+        want = np.array([grammar.to_blender(P[j]), grammar.to_blender(tail)])  # (2, 3) head, tail in Blender axes
+        got = np.array(res["bones"][name])  # (2, 3)
+        assert np.allclose(got, want, atol=2e-3), (name, got, want)
+        err = max(err, float(np.abs(got - want).max()))
+    print("blender", res["version"], target, f"max head/tail error {err * 1e6:.1f} um")

@@ -207,6 +207,53 @@ def test_nodeosc_is_blender_axes():
     assert len(msgs) == 18
 
 
+def _rig_pose(frame=0, seed=3, person=0, source="capture"):
+    """A pose the canonical rig can make (analytic IK is exact on it), float32 as the engine sends."""
+    from _rigdata import random_rig
+
+    joints = random_rig(frame + 1, seed=seed).positions()[frame].astype(np.float32)  # (18, 3)
+    return PoseFrame(person, frame, frame / 30, joints, source=source)
+
+
+def _quat_fk(quats, joints):
+    """FK of received quaternions (J, 4) with the rest offsets of the frame's own bone lengths, root at the pelvis."""
+    from scipy.spatial.transform import Rotation
+
+    from momu_live.models import rig as R
+
+    mats = Rotation.from_quat(np.asarray(quats, np.float64)[:, [1, 2, 3, 0]]).as_matrix()  # (J, 3, 3)
+    j = np.asarray(joints, np.float64)[None]  # (1, J, 3)
+    return R.fk_np(R.matrix_to_rot6d_np(mats)[None], j[:, 0], R.rest_offsets(R.bone_lengths_of(j)[0]))[0]  # (J, 3)
+
+
+def test_pose_rot_layout_fields_and_refusals():
+    f = _rig_pose(4)
+    (m,) = grammar.pose_rot_messages(f)
+    assert m[0] == "/momu/pose/rot" and m[1][:4] == [0, 4, 0, pytest.approx(4 / 30)] and len(m[1]) == 4 + 72
+    d = grammar.pose_rot_fields(decode_packet(encode_message(*m)).args)
+    assert (d["person"], d["frame"], d["quats"].shape) == (0, 4, (18, 4)) and d["time"] == pytest.approx(4 / 30)
+    np.testing.assert_allclose(np.linalg.norm(d["quats"], axis=-1), 1.0, atol=1e-6)
+    leaves = [CANONICAL_JOINTS.index(n) for n in ("head", "l_wrist", "r_wrist", "l_toe", "r_toe")]
+    np.testing.assert_allclose(d["quats"][leaves], np.tile([1.0, 0, 0, 0], (5, 1)), atol=1e-6)
+    np.testing.assert_allclose(_quat_fk(d["quats"], f.joints), f.joints, atol=1e-5)
+    assert grammar.pose_rot_messages(_rig_pose(source="generated"))[0][0] == "/momu/gen/pose/rot"
+    nan = _rig_pose()
+    nan.joints[7] = np.nan  # a rotation needs every joint: nothing (receivers hold the last)
+    assert grammar.pose_rot_messages(nan) == [] and not grammar.has_rotations(nan)
+    missing = _rig_pose()
+    missing.confidence = np.ones(18, np.float32)
+    missing.confidence[11] = 0.0  # a joint the engine filled with 0.0
+    assert grammar.pose_rot_messages(missing) == []
+    missing.confidence[11] = 0.2  # uncertain but there
+    assert len(grammar.pose_rot_messages(missing)) == 1
+    assert grammar.pose_rot_messages(_pose(j=17)) == []  # not the canonical skeleton
+    named = _rig_pose()
+    named.joint_names = tuple(f"j{i}" for i in range(18))
+    assert grammar.pose_rot_messages(named) == []
+    with pytest.raises(grammar.GrammarError, match="quaternions"):
+        grammar.pose_rot_messages(_rig_pose(), np.zeros((18, 3)))
+
+
 def test_beat_status_audio_generic():
     (b,) = grammar.beat_messages(Beat(7, 3.5, 121.5, 0.0, True, "music"))
     assert b == ("/momu/beat", [7, 3, 0.5, 121.5, 0.0, 1, "music"])
@@ -492,6 +539,64 @@ def test_router_rejects_bad_overrides_and_presets(tmp_path):
     p.write_text('{"name": "bad", "targets": [{"port": 9000, "style": "fancy"}]}')
     with pytest.raises(MomuError):
         Router.from_preset(str(p))
+
+
+def test_router_sends_pose_rot_beside_each_frame_and_fk_rebuilds_the_joints():
+    """Real UDP: ``/momu/pose/rot`` rides in its frame's datagram; FK of the received quaternions with the rest
+    offsets of the received frame's bone lengths gives back the sent joints (analytic IK is exact on poses a rig
+    can make; float32 on the wire); signs are continuous per dancer; a frame with a NaN joint goes without."""
+    from _rigdata import random_rig
+
+    rx = _rx_socket()
+    r = Router.from_preset("generic", {"osc_port": rx.getsockname()[1], "listen": False})
+    dance = random_rig(20, seed=21).positions().astype(np.float32)  # (20, 18, 3)
+    try:
+        for k in range(20):
+            r.emit(PoseFrame(0, k, k / 30, dance[k]))
+            r.emit(PoseFrame(1, k, k / 30, dance[(k + 7) % 20] + np.float32([2.0, 0.0, 0.0])))  # a second dancer
+            r.emit(PoseFrame(0, k, k / 30, dance[19 - k], source="generated"))
+        bad = dance[0].copy()
+        bad[5] = np.nan
+        r.emit(PoseFrame(0, 20, 20 / 30, bad))
+        assert r.flush()
+        assert r.stats()["targets"]["osc"]["rotations"] and r.targets[0].rotations.solved == 60
+    finally:
+        r.close()
+    grams = _datagrams(rx)
+    rx.close()
+    assert len(grams) == 61  # one datagram per frame (loopback), rotations inside it
+    rots: dict[tuple, list] = {}
+    for d in grams:
+        msgs = {m.address: m.args for m in flatten(decode_packet(d)) if m.address != "/momu/pose/joints"}
+        (obj,) = {a.rsplit("/", 1)[0] for a in msgs}
+        frame = grammar.pose_frame_fields(msgs[f"{obj}/frame"])
+        if frame["frame"] == 20:  # the NaN frame: positions (0.0 there, confidence 0), no rotations
+            assert f"{obj}/rot" not in msgs and f"{obj}/confidence" in msgs
+            continue
+        rot = grammar.pose_rot_fields(msgs[f"{obj}/rot"])
+        assert (rot["person"], rot["frame"], rot["time"]) == (frame["person"], frame["frame"], frame["time"])
+        np.testing.assert_allclose(_quat_fk(rot["quats"], frame["joints"]), frame["joints"], atol=1e-5)
+        rots.setdefault((obj, rot["person"]), []).append(rot["quats"])
+    assert {k: len(v) for k, v in rots.items()} == {("/momu/pose", 0): 20, ("/momu/pose", 1): 20,
+                                                    ("/momu/gen/pose", 0): 20}
+    for qs in rots.values():
+        q = np.stack(qs)  # (20, J, 4)
+        assert (np.sum(q[1:] * q[:-1], axis=-1) > 0).all()  # q and -q: the sign nearer the last one sent
+
+
+@pytest.mark.parametrize("preset,override,sent", [("touchdesigner", None, False), ("puredata", None, False),
+                                                  ("generic", False, False), ("puredata", True, True)])
+def test_router_pose_rot_follows_the_preset_and_the_override(preset, override, sent):
+    rx = _rx_socket()
+    r = Router.from_preset(preset, {"osc_port": rx.getsockname()[1], "listen": False, "rotations": override})
+    try:
+        r.emit(_rig_pose(2))
+        assert r.flush()
+    finally:
+        r.close()
+    got = {m.address for m in _drain(rx)}
+    rx.close()
+    assert ("/momu/pose/rot" in got) is sent and got
 
 
 def test_router_records_audio_blocks(tmp_path):

@@ -83,6 +83,74 @@ def test_blender_receiver_skeleton_matches_canonical():
     assert set(mod.REST) == set(CANONICAL_JOINTS)
 
 
+def test_rotations_are_on_for_generic_and_blender_only_and_validated():
+    from momu_live import MomuError
+    from momu_live.bridge.preset import validate_preset
+
+    on = {n: [t["rotations"] for t in load_preset(n)["targets"]] for n in list_presets()}
+    assert on["generic"] == [True] and on["blender"] == [True]
+    assert on["touchdesigner"] == [False] and on["puredata"] == [False] and on["ableton"] == [False, False]
+    assert validate_preset({"name": "x", "targets": [{"port": 9}]})["targets"][0]["rotations"] is False
+    with pytest.raises(MomuError, match="rotations"):
+        validate_preset({"name": "x", "targets": [{"port": 9, "rotations": "yes"}]})
+
+
+def test_blender_receiver_rest_pose_and_quaternion_conversion_match_the_rig():
+    """The receiver's copies (stdlib only, it runs inside Blender) agree with their owners: the T-pose is
+    ``models.rig``'s rest pose, the leaves' tails the BVH End Sites; ``quat_to_blender`` is ``to_blender``
+    applied to a rotation; ``bone_quaternion`` is the basis that turns a bone's rest frame by the joint."""
+    from scipy.spatial.transform import Rotation
+
+    from momu_live.models import rig as R
+    from momu_live.models.bvh import _END_SITES
+    from momu_live.models.skeleton import BONES, REST_DIRECTIONS
+
+    mod = _receiver_module()
+    assert mod.REST_DIRECTIONS == REST_DIRECTIONS and mod.END_SITES == _END_SITES
+    bones = np.linspace(0.1, 0.5, 17)
+    pos = mod.rest_positions({CANONICAL_JOINTS[c]: float(b) for (_, c), b in zip(BONES, bones)})
+    ident = np.tile(R._IDENTITY6, (1, 18, 1))
+    rest = R.fk_np(ident, np.array([mod.REST["pelvis"]], np.float64), R.rest_offsets(bones))[0]  # (J, 3)
+    np.testing.assert_allclose([pos[n] for n in CANONICAL_JOINTS], rest, atol=1e-12)
+    C = np.array([grammar.to_blender(e) for e in np.eye(3)]).T  # (3, 3) canonical -> Blender axes
+    rots = Rotation.random(20, random_state=4)
+
+    def wxyz(r):
+        return r.as_quat()[[3, 0, 1, 2]]
+
+    for r, b in zip(rots, Rotation.random(20, random_state=5)):
+        qb = mod.quat_to_blender(tuple(wxyz(r)))
+        np.testing.assert_allclose(Rotation.from_quat(np.roll(qb, -1)).as_matrix(), C @ r.as_matrix() @ C.T, atol=1e-12)
+        basis = Rotation.from_quat(np.roll(mod.bone_quaternion(qb, tuple(wxyz(b))), -1))
+        np.testing.assert_allclose((b * basis).as_matrix(), (Rotation.from_quat(np.roll(qb, -1)) * b).as_matrix(),
+                                   atol=1e-12)  # rest B, basis Q: B Q = q B
+    assert mod.parse_bone_map("pelvis=Hips, spine = Spine") == {"pelvis": "Hips", "spine": "Spine"}
+    with pytest.raises(ValueError, match="unknown joints"):
+        mod.parse_bone_map("hips=Hips")
+    with pytest.raises(ValueError, match="joint=bone"):
+        mod.parse_bone_map("pelvis")
+    with pytest.raises(ValueError, match="mode"):
+        mod.Receiver(port=0, mode="bones")
+
+
+def test_blender_receiver_reads_pose_rot_in_blender_axes():
+    mod = _receiver_module()
+    from _rigdata import random_rig
+
+    j = random_rig(3, seed=2).positions()[2].astype(np.float32)
+    frame = PoseFrame(0, 3, 0.1, j)
+    (rot,) = grammar.pose_rot_messages(frame)
+    st, other, gen = mod.PoseState(person=0), mod.PoseState(person=1), mod.PoseState(person=0, source="gen")
+    for pkt in pack_bundles(grammar.pose_frame_messages(frame, "nodeosc") + [rot]):
+        for a, args in mod.parse_packet(pkt):
+            for s in (st, other, gen):
+                s.handle(a, args)
+    q = grammar.pose_rot_fields(rot[1])["quats"]  # (J, 4) canonical
+    got = np.array([st.rot[n] for n in CANONICAL_JOINTS])
+    np.testing.assert_allclose(got, np.array([mod.quat_to_blender(tuple(x)) for x in q]), atol=1e-7)
+    assert st.rot_frames == 1 and st.frames == 1 and other.rot == {} and gen.rot == {}
+
+
 def test_blender_receiver_parses_our_packets_both_styles():
     mod = _receiver_module()
     rng = np.random.default_rng(0)

@@ -228,6 +228,72 @@ def test_quaternions_wxyz_unit_and_continuous():
     np.testing.assert_allclose(back, rig.global_matrices(), atol=1e-9)
 
 
+def _quat_matrices(q):
+    """(..., 4) w x y z -> rotation matrices (..., 3, 3)."""
+    q = np.asarray(q)
+    return Rotation.from_quat(q.reshape(-1, 4)[:, [1, 2, 3, 0]]).as_matrix().reshape(q.shape[:-1] + (3, 3))
+
+
+def _stretchy_rig_frames(T=40, seed=12):
+    """Rig poses whose bone lengths change every frame (+-15 %): each frame a rig of its own."""
+    rig = random_rig(T, seed=seed)
+    scale = 1 + 0.15 * np.sin(np.arange(T)[:, None] * 0.7 + np.arange(17))  # (T, 17)
+    X = np.stack([R.fk_np(rig.rot6d[t:t + 1], rig.root[t:t + 1], R.rest_offsets(BONES_M * scale[t]))[0]
+                  for t in range(T)])  # (T, J, 3)
+    return X
+
+
+def test_frame_quaternions_rebuild_each_frame_by_fk():
+    """Per-frame quaternions (no state, no fit over time): FK with the rest offsets of the frame's own bone
+    lengths rebuilds the frame (analytic IK is exact on poses a rig can make), unit, leaves the identity."""
+    X = _stretchy_rig_frames()
+    q = R.frame_quaternions(X)  # (T, J, 4) batched
+    assert q.shape == (40, 18, 4)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(q[:, list(LEAF_JOINTS)], np.broadcast_to([1.0, 0, 0, 0], (40, len(LEAF_JOINTS), 4)),
+                               atol=1e-12)
+    assert (np.sum(q[1:] * q[:-1], axis=-1) > 0).all() and (q[0, :, 0] >= 0).all()  # sign-continuous
+    for t in (0, 17, 39):
+        one = R.frame_quaternions(X[t])  # (1, J, 4): one frame alone, as a stream sends it
+        np.testing.assert_allclose(np.abs(np.sum(one[0] * q[t], -1)), 1.0, atol=1e-12)  # same rotations
+        r6 = R.matrix_to_rot6d_np(_quat_matrices(one))  # (1, J, 6)
+        pos = R.fk_np(r6, X[t:t + 1, 0], R.rest_offsets(R.bone_lengths_of(X[t:t + 1])[0]))[0]  # (J, 3)
+        np.testing.assert_allclose(pos, X[t], atol=1e-9)
+    # every bone direction of every frame (FK with any positive lengths: the rotations carry directions)
+    P = R.fk_np(R.matrix_to_rot6d_np(_quat_matrices(q)), X[:, 0], R.rest_offsets(BONES_M))  # (T, J, 3)
+    for p, c in BONES:
+        d_in = (X[:, c] - X[:, p]) / np.linalg.norm(X[:, c] - X[:, p], axis=-1, keepdims=True)
+        d_fk = (P[:, c] - P[:, p]) / np.linalg.norm(P[:, c] - P[:, p], axis=-1, keepdims=True)
+        np.testing.assert_allclose(d_fk, d_in, atol=1e-9)
+
+
+def test_frame_quaternions_yaw_composes_with_the_root_only():
+    X = _stretchy_rig_frames(10, seed=13)
+    yaw = Rotation.from_rotvec([0.0, 0.8, 0.0])
+    Xr = X @ yaw.as_matrix().T + [1.0, 0.0, -2.0]  # the same dance turned 0.8 rad about y and moved
+    q, qr = R.frame_quaternions(X), R.frame_quaternions(Xr)
+    expect = (yaw * Rotation.from_quat(q[:, 0][:, [1, 2, 3, 0]])).as_quat()[:, [3, 0, 1, 2]]  # (T, 4) yaw (x) q_root
+    np.testing.assert_allclose(np.abs(np.sum(qr[:, 0] * expect, -1)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.abs(np.sum(qr[:, 1:] * q[:, 1:], -1)), 1.0, atol=1e-12)  # local: unchanged
+
+
+def test_frame_quaternions_prev_signs_bad_input_and_degenerate_frames():
+    X = _stretchy_rig_frames(5, seed=14)
+    q = R.frame_quaternions(X)
+    flipped = R.frame_quaternions(X[3], prev=-q[2])  # a stream whose last frame went out with the other sign
+    assert (np.sum(flipped[0] * -q[2], -1) > 0).all()
+    np.testing.assert_allclose(flipped[0], -q[3], atol=1e-12)
+    np.testing.assert_allclose(R.frame_quaternions(np.zeros((18, 3)))[0], np.tile([1.0, 0, 0, 0], (18, 1)))
+    with pytest.raises(MomuError, match="canonical joints"):
+        R.frame_quaternions(np.zeros((17, 3)))
+    bad = X[0].copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(MomuError, match="NaN"):
+        R.frame_quaternions(bad)
+    with pytest.raises(MomuError, match="bones"):
+        R.frame_quaternions(X[0], bones=np.zeros(17))
+
+
 def test_save_load(tmp_path):
     rig = random_rig(30, seed=11)
     rig.meta = {"id": "x"}
