@@ -286,7 +286,7 @@ class Pipeline:
     """VAE + motion codec + DiT + vocoder.  Music in/out as 22.05 kHz float32 mono, motion as canonical joints at
     the model rate.  ``motion``: a motion codec (models/motion_codec.py; default the BiCoR-VAE's own motion half)."""
 
-    def __init__(self, vae, dit, vocoder=None, device: str | torch.device = "cpu", motion=None):
+    def __init__(self, vae, dit, vocoder=None, device: str | torch.device = "cpu", motion=None, rhythm_head=None):
         from momu_live.models.motion_codec import PositionCodec
 
         self.device = torch.device(device)
@@ -296,6 +296,7 @@ class Pipeline:
         else:
             motion.vae.to(self.device).eval()
         self.motion = motion
+        self.rhythm_head = None if rhythm_head is None else rhythm_head.to(self.device).eval()  # models/rhythm_head.py
         for what, width in (("VAE", vae.latent_dim), (f"{motion.kind} motion VAE", motion.latent_dim)):
             if width != dit.cfg.latent_dim:
                 raise MomuError(f"{what} latent width {width} != DiT latent width {dit.cfg.latent_dim}; "
@@ -344,6 +345,21 @@ class Pipeline:
     def guide(self, task: str, grid: BeatGrid | None):
         """Beat guidance ``start_s -> objective`` for ``task`` onto ``grid`` (None: no guidance)."""
         return None if grid is None else make_guide(task, self.vae, grid, self.tb, motion=self.motion)
+
+    def motion_grid(self, joints, genre: str | None = None, beats_per_bar: int | None = None) -> BeatGrid:
+        """The dancer's beat grid of canonical joints (T, 18, 3) at the model rate: tempo and metre from the
+        kinematics (``guidance.grid_from_motion``); the phase from the rhythm head when the weights have one
+        (models/rhythm_head.py), else the kinematic rule (feet slowest on the beat)."""
+        from momu_live.models.guidance import grid_from_motion
+
+        j = np.asarray(joints, np.float32)
+        grid = grid_from_motion(j, float(self.tb.motion_rate), genre, beats_per_bar)
+        if self.rhythm_head is None:
+            return grid
+        from momu_live.models.rhythm_head import head_grid, predict
+
+        pred = predict(self.rhythm_head, self.encode_motion(j[: len(j) // 2 * 2]))  # (4, L)
+        return head_grid(pred, grid, len(j) / float(self.tb.motion_rate))
 
     def rhythm(self, grid: BeatGrid | None):
         """The rhythm control of ``grid`` as ``(start_s, length) -> (1, R, length)`` (models/rhythm_control.py), or

@@ -3,6 +3,7 @@
 ``load_pipeline(weights_dir=None, device="cpu", vocoder="fast")`` composes the BiCoR-VAE
 (``vae.safetensors``), the motion codec the DiT was trained on (its JSON's ``meta.motion_kind``: "rig" = the
 rig motion VAE ``motion_vae.safetensors``, models/motion_codec.RigCodec; else the BiCoR-VAE's motion half), the
+rhythm head when there is one (``rhythm_head.safetensors``, models/rhythm_head.py: the dancer grid's phase), the
 diffusion transformer (``dit.safetensors``) and a vocoder
 (models/vocoder.py ``load_vocoder``) into a models/generation.Pipeline.  ``weights_dir`` defaults to
 models/weights/.  Every file is loaded strictly (models/checkpoint.py); a missing file raises
@@ -37,7 +38,7 @@ def load_dit(path=None, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-WEIGHT_FILES = ("vae", "dit", "motion_vae")  # NAME.safetensors + NAME.json in a weights folder
+WEIGHT_FILES = ("vae", "dit", "motion_vae", "rhythm_head")  # NAME.safetensors + NAME.json in a weights folder
 
 
 def check_weights_dir(weights, flag: str = "--weights") -> None:
@@ -114,7 +115,18 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
                 raise
             log.warning("fast vocoder unavailable (%s); falling back to Griffin-Lim (audible phase artefacts)", exc)
             voc = load_vocoder("griffinlim", dev)
-    return Pipeline(vae, dit, voc, dev, motion=motion)
+    head = None
+    hpath = pick("rhythm_head")
+    if hpath.with_suffix(".json").exists():
+        from momu_live.models.rhythm_head import load_rhythm_head
+
+        head = load_rhythm_head(hpath, dev)
+        kind = (motion.kind if motion is not None else "position")
+        if head.meta.get("motion_kind", "position") != kind:  # trained on another motion representation: unusable
+            log.warning("%s was trained on %s motion latents, the pipeline uses %s: not used", hpath,
+                        head.meta.get("motion_kind"), kind)
+            head = None
+    return Pipeline(vae, dit, voc, dev, motion=motion, rhythm_head=head)
 
 
 def _check_pair(dit_path: Path, vae_path: Path, key: str = "vae_sha256") -> None:

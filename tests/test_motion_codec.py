@@ -179,3 +179,54 @@ def test_pipeline_on_the_rig_codec_with_rhythm_control():
     assert R.bone_lengths_of(dance).std(axis=0).max() < 1e-5
     wav = np.sin(np.arange(3 * TB.sample_rate) * 2 * np.pi * 220 / TB.sample_rate).astype(np.float32) * 0.3
     assert pipe.music2motion(wav, 0, spec, grid=grid)["joints"].shape[1:] == (18, 3)
+
+
+def test_head_grid_recovers_tempo_phase_and_downbeat():
+    """A perfect prediction of a known grid gives that grid back (tempo from the tempo grid, phase from the head)."""
+    from momu_live.models.guidance import grid_from_tempo
+    from momu_live.models.rhythm_head import head_grid
+
+    true = grid_from_tempo(96.0, 30.0, 3, offset_s=0.37)
+    pred = rhythm_features(true, 200)[:4]  # what a perfect head outputs
+    rough = grid_from_tempo(96.0, 30.0, 3, offset_s=0.0)  # the dancer grid: right tempo and metre, wrong phase
+    g = head_grid(pred, rough, 18.0)
+    beats = np.asarray(g.beats)
+    assert g.beats_per_bar == 3 and abs(g.bpm - 96.0) < 1e-6
+    n = (beats[:5] - 0.37) / (60 / 96.0)  # beat numbers of the true grid
+    assert np.allclose(n, np.round(n), atol=1e-3)  # on the true beats
+    assert round(n[0]) % 3 == 0  # the first beat is a true downbeat
+    with pytest.raises(MomuError, match=r"\(4, L\)"):
+        head_grid(pred[:2], rough, 18.0)
+
+
+def test_rhythm_head_trains_on_a_latents_file_and_learns_a_phase(tmp_path, momu_cli):
+    """Synthetic latents whose channel 0 pulses on the beat: the head learns the phase (error well under chance)."""
+    from momu_live.models.guidance import grid_from_tempo
+    from momu_live.models.rhythm_head import beat_phase_error, load_rhythm_head, predict
+    from momu_live.models.train_diffusion import save_latents
+
+    lat = {"ids": [], "splits": []}
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        g = grid_from_tempo(float(rng.uniform(90, 130)), 40.0, 4, offset_s=float(rng.uniform(0, 0.5)))
+        r = rhythm_features(g, 300)
+        z = rng.normal(0, 0.3, (4, 300)).astype(np.float32)
+        z[0] += 2 * r[1]  # cos of the beat phase
+        z[1] += 2 * r[0]
+        lat["ids"].append(f"d{k}")
+        lat["splits"].append("val" if k == 5 else "train")
+        lat[f"motion/d{k}"], lat[f"music/d{k}"], lat[f"rhythm/d{k}"] = z, z, r
+    lat["ids"], lat["splits"] = np.array(lat["ids"]), np.array(lat["splits"])
+    save_latents(lat, tmp_path / "lat.npz")
+    r = momu_cli("train", "rhythm-head", "--data", str(tmp_path / "lat.npz"), "--size", "debug", "--steps", "150",
+                 "--clip", "32", "--val-every", "150", "--ckpt-every", "150", "--out", str(tmp_path / "rh"),
+                 "--no-progress", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    head = load_rhythm_head(tmp_path / "rh" / "rhythm_head")
+    err = beat_phase_error(predict(head, torch.from_numpy(lat["motion/d5"])[None]), lat["rhythm/d5"])
+    assert err < 0.1, err  # chance: 0.25
+    lat2 = {k: v for k, v in lat.items() if not k.startswith("rhythm/")}
+    save_latents(lat2, tmp_path / "norhythm.npz")
+    bad = momu_cli("train", "rhythm-head", "--data", str(tmp_path / "norhythm.npz"), "--out", str(tmp_path / "x"),
+                   "--no-progress")
+    assert bad.returncode == 2 and "--rhythm --encode-only" in bad.stderr

@@ -535,7 +535,7 @@ def run_outside(args) -> int:
         _, vwav = pipe.decode_music(zc)
         vae_wav = vwav[0].cpu().numpy()[: len(W[i])]
         add_music("VAE + vocoder copy", vae_wav)
-        mgrid = grid_from_motion(J[i], fps, g)
+        mgrid = pipe.motion_grid(J[i], g)  # the grid the model gets (rhythm-head phase when the weights have one)
         add_music("click track (dancer grid)", click_track(np.asarray(mgrid.beats), dur, sr))
         rng = np.random.default_rng(20241123 + k)
         add_music("white noise", (rng.standard_normal(len(W[i])) * float(np.sqrt(np.mean(W[i] ** 2)))).astype(np.float32))

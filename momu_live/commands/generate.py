@@ -127,7 +127,7 @@ def load_motion_input(path, seconds=None, progress: bool = True):
     return np.ascontiguousarray(j, np.float32)
 
 
-def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: float | None = None):
+def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: float | None = None, pipe=None):
     """The beat grid of a task (models/guidance.py) from the CLI flags, or None (no rhythm control, no beat guidance).
 
     ``--bpm``: a steady grid at that tempo; else the input's own beat: the dancer's tempo (motion ->
@@ -147,6 +147,8 @@ def choose_grid(args, joints=None, wav=None, sr: int | None = None, seconds: flo
         return G.grid_from_tempo(float(args.bpm), float(length), args.meter or beats_per_bar(args.genre))
     try:
         if joints is not None:  # metre: --meter, else the genre's, else detected from the dance
+            if pipe is not None:  # the pipeline's dancer grid: phase from its rhythm head when it has one
+                return pipe.motion_grid(joints, args.genre, args.meter)
             return G.grid_from_motion(joints, float(tb.motion_rate), args.genre, args.meter)
         if wav is not None:
             return G.grid_from_music(wav, sr, args.genre, args.meter)
@@ -249,7 +251,7 @@ def _generate(args, pipe, spec, bar: _StepBar, progress: bool, log) -> int:
     fps = float(tb.motion_rate)
     if args.task == "motion2music":
         joints = load_motion_input(args.motion, args.seconds, progress=progress)
-        grid = _report_grid(choose_grid(args, joints=joints), meta)
+        grid = _report_grid(choose_grid(args, joints=joints, pipe=pipe), meta)
         res = pipe.motion2music(joints, args.seed, spec, grid=grid, **win)
         bar.close()
         wav = res["wav"].numpy()
