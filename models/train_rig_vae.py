@@ -255,6 +255,26 @@ def latent_stats(vae: RigVAE, dances: list[RigDance], device="cpu") -> dict:
     return {"mean": z.mean(-1).tolist(), "std": z.std(-1).clamp_min(1e-4).tolist()}
 
 
+def export_for_pipeline(ckpt, dances: list[RigDance], out, device="cpu") -> Path:
+    """A trained checkpoint -> the pipeline's motion VAE (``OUT.safetensors + .json``, family "rig_vae"): latent
+    statistics and default bones (median of the training dances') recomputed from the rig cache ``dances``."""
+    from momu_live.models.checkpoint import read_checkpoint_json, save_checkpoint
+    from momu_live.models.rig_vae import load_rig_vae
+
+    tr = [d for d in dances if d.split == "train"]
+    if not tr:
+        raise MomuError("the rig cache has no training dances to take the bones and latent statistics from")
+    vae = load_rig_vae(ckpt, device)
+    lstats = latent_stats(vae, tr, device)
+    vae.set_latent_stats(lstats)
+    meta = {**read_checkpoint_json(ckpt, "rig_vae").get("meta", {}), "latent_stats": lstats,
+            "bones": np.median(np.stack([d.bones for d in tr]), axis=0).tolist(), "exported_from": str(ckpt)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, vae.cpu(), vae.cfg, "rig_vae", meta)
+    return out.with_suffix(".safetensors")
+
+
 # ---------------------------------------------------------------------------------------------
 # training
 def train(cfg: TrainConfig, dances: list[RigDance], stats: RigStats | None, out_dir: str | Path, device: str = "cpu",

@@ -152,6 +152,13 @@ def test_cli_trains_and_validates_on_a_tiny_cache(tmp_path, momu_cli):
     val = json.loads(r.stdout.strip().splitlines()[-1])
     assert val["bone_sd_m"] < 1e-6 and val["mpjpe_rig_mm"] > 0 and np.isfinite(val["kinetic_fd"])
     assert load_rig_vae(out / "rig_vae").latent_dim == 4
+    exp = momu_cli("train", "rig-vae", "--rig", str(tmp_path / "rig"), "--export", str(out / "rig_vae"), "--out",
+                   str(tmp_path / "w" / "motion_vae"), "--no-progress")
+    assert exp.returncode == 0, exp.stderr
+    from momu_live.models.motion_codec import RigCodec
+
+    codec = RigCodec(load_rig_vae(tmp_path / "w" / "motion_vae"))  # bones and latent statistics travel in the file
+    assert np.allclose(codec.bones, BONES_M) and float(codec.vae.latent_std.min()) > 0
     missing = momu_cli("train", "rig-vae", "--rig", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--no-progress")
     assert missing.returncode == 2 and "momu data rig" in missing.stderr
 

@@ -30,6 +30,10 @@ def register(subparsers) -> None:
                         "dances against real dances, the rig fit, the position VAE's copy and a frozen pose (needs --data); "
                         "writes OUT/copy_eval.json and OUT/copy_eval.md")
     p.add_argument("--plot", default=None, metavar="PNG", help="with --evaluate: stick figures real vs copies")
+    p.add_argument("--export", default=None, metavar="CKPT",
+                   help="no training: write CKPT as the pipeline's motion VAE at --out (e.g. models/weights/motion_vae): "
+                        "latent statistics and the training dances' median bone lengths (the generated dances' "
+                        "skeleton) recomputed from the rig cache, fp32 weights")
     add_run_args(p, out="runs/rig_vae", val_every=500, ckpt_every=500)
     p.set_defaults(func=run)
 
@@ -58,6 +62,12 @@ def run(args) -> int:
         print(f"no rig cache in {args.rig}: fitting it with `momu data rig --data {args.data} --out {args.rig}`", flush=True)
         _fit_cache(args.data, args.rig)
     dances, stats = load_rig_cache(args.rig)
+    if args.export:
+        from momu_live.models.train_rig_vae import export_for_pipeline
+
+        path = export_for_pipeline(args.export, dances, args.out, args.device)
+        print(f"motion VAE: {path}")
+        return 0
     if args.evaluate:
         return _evaluate(args, dances)
     cfg = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
