@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,8 @@ def test_wav_recorder_writes_incrementally(tmp_path):
 
 
 _CRASH = r"""
-import sys, time, numpy as np
+import faulthandler, signal, sys, time, numpy as np
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test dumps the stacks if SIGINT does not end it
 from momu_live.bridge.audio_io import WavRecorder
 rec = WavRecorder(sys.argv[1], 22050)
 k = 0
@@ -96,14 +98,23 @@ while True:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_wav_recorder_loses_at_most_one_block_on_crash(tmp_path, sig):
     p = tmp_path / "crash.wav"
-    proc = subprocess.Popen([sys.executable, "-c", _CRASH, str(p)], stdout=subprocess.PIPE, text=True)
+    err = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH, str(p)], stdout=subprocess.PIPE, stderr=err, text=True)
     done = 0
     for line in proc.stdout:
         done = int(line)
         if done >= 40:
             break
     proc.send_signal(sig)
-    proc.wait(10)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:  # a hang on Ctrl-C is a bug: show where the process sits
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait(5)
+        err.seek(0)
+        pytest.fail(f"{sig.name} did not end the recording process within 20 s; its stacks:\n{err.read()[-4000:]}")
     y, sr = sf.read(p, dtype="float32")
     assert sr == 22050
     lost_at_most = 1 if sig == signal.SIGKILL else 0  # SIGINT: the recorder closes cleanly at exit

@@ -115,7 +115,7 @@ def test_guidance_locks_generated_dance_to_the_music(shipped):
     wav = wav[: 12 * sr]
     grid = G.grid_from_music(wav, sr)
     zs = {}
-    for name, spec in (("off", SamplerSpec(beat=G.BeatSpec(iters=0))), ("on", SamplerSpec())):
+    for name, spec in (("off", SamplerSpec(beat=G.BeatSpec(iters=0), rhythm=False)), ("on", SamplerSpec(rhythm=False))):  # guidance alone
         zs[name] = [_coherence_of_motion(shipped.music2motion(wav, seed, spec, grid=grid)["joints"], grid) for seed in (0, 1)]
     assert min(zs["on"]) > 2 * max(zs["off"]) and min(zs["on"]) > 5.0, zs
 
@@ -127,7 +127,7 @@ def test_guidance_puts_generated_music_on_the_dancers_grid(shipped):
     j = synthetic_dance(12.0, fps=FPS, bpm=110.0, seed=2).joints
     grid = G.grid_from_motion(j, FPS)
     zs = {}
-    for name, spec in (("off", SamplerSpec(beat=G.BeatSpec(iters=0))), ("on", SamplerSpec())):
+    for name, spec in (("off", SamplerSpec(beat=G.BeatSpec(iters=0), rhythm=False)), ("on", SamplerSpec(rhythm=False))):  # guidance alone
         zs[name] = []
         for seed in (0, 1):
             wav = shipped.motion2music(j, seed, spec, grid=grid)["wav"].numpy()
@@ -144,14 +144,14 @@ def test_guidance_never_moves_the_continued_prefix_and_windows_equal_live_steps(
     zc = shipped.encode_motion(j)
     L = zc.shape[-1]
     grid = G.grid_from_tempo(120.0, 8.0)
-    guide = G.make_guide("motion2music", shipped.vae, grid)
+    guide = shipped.guide("motion2music", grid)
     prefix = torch.randn(1, zc.shape[1], 10, generator=torch.Generator().manual_seed(0))
     z = shipped.sampler.sample("motion2music", L, zc, 3, spec, prefix=prefix, guide=guide(0.0))
     assert torch.equal(z[..., :10], prefix)
     unguided = shipped.sampler.sample("motion2music", L, zc, 3, spec, prefix=prefix)
     assert (z[..., 10:] - unguided[..., 10:]).abs().mean() > 1e-3  # the guidance did act
     # joint: guidance runs inside cross-guidance (JointDenoiser.post), the known frames are restored after it
-    jguide = G.make_guide("joint", shipped.vae, grid)(0.0)
+    jguide = shipped.guide("joint", grid)(0.0)
     jprefix = torch.cat([prefix, prefix.flip(0)])  # (2, C, 10): music row, motion row
     zj = shipped.sampler.sample("joint", L, None, 3, spec, prefix=jprefix, guide=jguide)
     assert torch.equal(zj[..., :10], jprefix)
