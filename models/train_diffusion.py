@@ -67,9 +67,21 @@ def encode_pack(data, vae, device="cpu", progress: bool = True, rig=None, rhythm
             out["splits"].append(d.split)
             out[f"music/{d.name}"] = zm[:, :L].cpu().numpy().astype(np.float16)
             out[f"motion/{d.name}"] = zo[:, :L].cpu().numpy().astype(np.float16)
+            mirror = rigs.get(f"{d.name}_mirror")
+            if mirror is not None and d.split == "train":  # the dance's mirror image on the same music (augmentation)
+                mf = torch.from_numpy(mirror.feats[: len(mirror.feats) // 2 * 2].astype(np.float32))[None].to(device)
+                zmi = rig_vae.normalize_latent(rig_vae.encode(mf)[0])[0]  # (C, L'')
+                Lm = min(L, zmi.shape[-1])
+                out["ids"].append(mirror.name)
+                out["splits"].append("train")
+                out[f"music/{mirror.name}"] = out[f"music/{d.name}"][:, :Lm]
+                out[f"motion/{mirror.name}"] = zmi[:, :Lm].cpu().numpy().astype(np.float16)
     if rhythm:
-        out.update(music_rhythm(data, out["ids"], {k[6:]: v.shape[-1] for k, v in out.items() if k.startswith("music/")},
-                                progress))
+        src = [i for i in out["ids"] if not i.endswith("_mirror")]
+        out.update(music_rhythm(data, src, {i: out[f"music/{i}"].shape[-1] for i in src}, progress))
+        for i in out["ids"]:
+            if i.endswith("_mirror"):
+                out[f"rhythm/{i}"] = out[f"rhythm/{i[:-len('_mirror')]}"][:, : out[f"music/{i}"].shape[-1]]
     out["ids"] = np.array(out["ids"])
     out["splits"] = np.array(out["splits"])
     out["vae_sha256"] = np.array(getattr(vae, "source_sha256", ""))

@@ -348,7 +348,7 @@ def copy_table(vae: RigVAE, dances: list[RigDance], data: str | Path, seconds: f
     from momu_live.models.vae import features_to_joints, load_bicor_vae, motion_features
 
     va = [d for d in dances if d.split == "val"]
-    tr = [d for d in dances if d.split == "train"]
+    tr = [d for d in dances if d.split == "train" and not d.name.endswith("_mirror")]  # real dances only
     pairs = {p.name: p for p in load_dwm(data, [d.name for d in va + tr], canonical=True)}
     real = {k: p.motion.resample(FPS).joints.astype(np.float64) for k, p in pairs.items()}
     n_of = {d.name: min(crop_frames(seconds, len(d.feats)), len(real[d.name]) // 2 * 2) for d in va + tr}

@@ -400,3 +400,14 @@ def test_data_rig_command(tmp_path, momu_cli):
     assert rig.fps == pytest.approx(float(R.RigConfig().fps)) and rig.n_frames == 64
     assert all(d["mpjpe_mm"] < 5 for d in index["dances"])
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    # --mirror: the training dance's mirror image too (left <-> right), the validation dance left alone
+    r = momu_cli("data", "rig", "--data", str(data), "--out", str(tmp_path / "rig_m"), "--iters", "20", "--mirror",
+                 "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    index = json.loads((tmp_path / "rig_m" / "index.json").read_text())
+    assert [d["id"] for d in index["dances"]] == ["DANCE_W_7", "DANCE_X_1", "DANCE_X_1_mirror"]
+    assert index["dances"][2]["mirror_of"] == "DANCE_X_1" and index["dances"][2]["split"] == "train"
+    from momu_live.models.skeleton import mirror
+
+    m = R.load_rig(tmp_path / "rig_m" / "DANCE_X_1_mirror.npz").positions()
+    assert np.abs(m - mirror(rig.positions())).max() < 0.01  # the fit of the mirror image is the mirror of the fit

@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--native", action="store_true", help="fit at the source frame rate instead of the model rate")
     p.add_argument("--frames", type=int, default=None, help="only the first N frames of each dance (quick checks)")
     p.add_argument("--iters", type=int, default=150, help="refinement steps (0: analytic IK only)")
+    p.add_argument("--mirror", action="store_true",
+                   help="also fit each training dance's mirror image (left <-> right, skeleton.mirror) as <id>_mirror "
+                        "(split train, 'mirror_of' in the index): augmentation for the rig VAE and the DiT")
     p.add_argument("--plot", default=None, metavar="PNG", help="stick-figure comparison (input vs FK of the fit) of --plot-dance")
     p.add_argument("--plot-dance", default=None, help="dance for --plot (default: the first fitted validation dance)")
     p.add_argument("--no-progress", action="store_true")
@@ -74,17 +77,25 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     entries, train_feats, plot_data = [], [], None
     t_all = time.perf_counter()
-    for k, did in enumerate(ids):
-        motion, genre = _load_canonical(root, did, names)
+    from momu_live.models.skeleton import mirror
+
+    jobs = [(did, did, False) for did in ids]
+    if args.mirror:  # mirror images of the training dances only (validation stays untouched)
+        jobs += [(f"{did}_mirror", did, True) for did in ids if did not in val]
+    for k, (did, src, flip) in enumerate(jobs):
+        motion, genre = _load_canonical(root, src, names)
         if not args.native:
             motion = motion.resample(float(cfg.fps))
         joints = motion.joints[: args.frames] if args.frames else motion.joints
+        if flip:
+            joints = mirror(joints)  # (T, 18, 3) left <-> right
         rig = fit_rig(joints, motion.fps, cfg, ik)
-        split = "val" if did in val else "train"
-        rig.meta.update({"id": did, "genre": genre, "split": split, "source": "dwm"})
+        split = "val" if src in val else "train"
+        rig.meta.update({"id": did, "genre": genre, "split": split, "source": "dwm", **({"mirror_of": src} if flip else {})})
         rig.save(out / f"{did}.npz", cfg)
         fit = rig.meta["fit"]
-        entries.append({"id": did, "split": split, "genre": genre, "frames": rig.n_frames, "fps": rig.fps,
+        entries.append({"id": did, **({"mirror_of": src} if flip else {}), "split": split, "genre": genre,
+                        "frames": rig.n_frames, "fps": rig.fps,
                         "mpjpe_mm": round(fit["refined"]["mpjpe_mm"], 3), "analytic_mpjpe_mm": round(fit["analytic"]["mpjpe_mm"], 3),
                         "p95_mm": round(fit["refined"]["p95_mm"], 2), "max_mm": round(fit["refined"]["max_mm"], 2),
                         "per_joint_mm": fit["refined"]["per_joint_mm"], "bones_m": rig.bones.round(5).tolist(),
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if args.plot and did == want:
             plot_data = (did, joints, rig)
         if not args.no_progress:
-            print(f"[{k + 1}/{len(ids)}] {did} ({split}): {rig.n_frames} frames at {rig.fps:.3f} fps, MPJPE "
+            print(f"[{k + 1}/{len(jobs)}] {did} ({split}): {rig.n_frames} frames at {rig.fps:.3f} fps, MPJPE "
                   f"{fit['refined']['mpjpe_mm']:.1f} mm (analytic {fit['analytic']['mpjpe_mm']:.1f}), {fit['seconds']:.1f} s",
                   file=sys.stderr, flush=True)
     index = {"config": {"rate": str(cfg.fps), "native": bool(args.native), "iters": ik.iters, "frames": args.frames,
