@@ -324,8 +324,10 @@ def _plot(summary, steps, many, path) -> None:
 # (the dancer's grid for motion -> music, the music's beat tracker for music -> motion; a DiT without the control
 # gives the model-alone output again), and with the rhythm control plus beat guidance onto the same grid
 GENERATED = ("generated, model alone", "generated + rhythm control", "generated + rhythm + beat guidance")
+# "dancer grid": the grid the model gets (Pipeline.motion_grid: the rhythm head's phase when the weights have one);
+# "kinematic-rule grid": grid_from_motion alone (feet slowest on the beat), the same grid without a head
 MUSIC_ROWS = ("true music", "shuffled song", "other real songs", "VAE + vocoder copy", "click track (dancer grid)",
-              "white noise", *GENERATED)
+              "click track (kinematic-rule grid)", "white noise", *GENERATED)
 DANCE_ROWS = ("real dance", "other real dances", "VAE copy", "frozen pose", *GENERATED)
 
 
@@ -508,7 +510,7 @@ def run_outside(args) -> int:
     music = {r: [] for r in MUSIC_ROWS}
     dance = {r: [] for r in DANCE_ROWS}
     fig = {}
-    n_steps = len(evald) * (8 + 2 * len(GENERATED) * len(seeds)) + len(train)
+    n_steps = len(evald) * (9 + 2 * len(GENERATED) * len(seeds)) + len(train)
     bar = tqdm(total=n_steps, desc="outside suite", disable=args.no_progress)
     for k, i in enumerate(evald):
         g = G[i]
@@ -537,6 +539,7 @@ def run_outside(args) -> int:
         add_music("VAE + vocoder copy", vae_wav)
         mgrid = pipe.motion_grid(J[i], g)  # the grid the model gets (rhythm-head phase when the weights have one)
         add_music("click track (dancer grid)", click_track(np.asarray(mgrid.beats), dur, sr))
+        add_music("click track (kinematic-rule grid)", click_track(np.asarray(grid_from_motion(J[i], fps, g).beats), dur, sr))
         rng = np.random.default_rng(20241123 + k)
         add_music("white noise", (rng.standard_normal(len(W[i])) * float(np.sqrt(np.mean(W[i] ** 2)))).astype(np.float32))
         # ---- dance baselines
