@@ -181,10 +181,12 @@ class DiT(nn.Module):
 
 def flow_matching_loss(model: DiT, x0: torch.Tensor, cond: torch.Tensor, task: torch.Tensor,
                        generator: torch.Generator | None = None, cond_drop: float | None = None,
-                       rhythm: torch.Tensor | None = None, rhythm_drop: float | None = None) -> torch.Tensor:
+                       rhythm: torch.Tensor | None = None, rhythm_drop: float | None = None,
+                       cond_keep: torch.Tensor | None = None) -> torch.Tensor:
     """Rectified-flow / conditional flow-matching loss (Liu et al. 2023 eq. 1; Lipman et al. 2023 eq. 23):
     || v_theta((1-t) x0 + t eps, t) - (eps - x0) ||^2 with t ~ logit-normal(0, 1) (SD3, Esser et al. 2024).
-    ``rhythm`` (B, R, L): the rhythm control, dropped per item with probability ``rhythm_drop``."""
+    ``rhythm`` (B, R, L): the rhythm control, dropped per item with probability ``rhythm_drop``; ``cond_keep`` (B,)
+    bool: items whose condition is always dropped (False), e.g. music-only corpus crops."""
     B = x0.shape[0]
     dev = x0.device
     eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
@@ -192,6 +194,8 @@ def flow_matching_loss(model: DiT, x0: torch.Tensor, cond: torch.Tensor, task: t
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * eps  # (B, C, L)
     p = model.cfg.cond_drop if cond_drop is None else cond_drop
     keep = (torch.rand(B, generator=generator, device=dev) >= p)  # (B,)
+    if cond_keep is not None:
+        keep = keep & cond_keep.to(dev)
     r_keep = None
     if rhythm is not None:
         pr = model.cfg.rhythm_drop if rhythm_drop is None else rhythm_drop

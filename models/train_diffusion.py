@@ -138,6 +138,7 @@ class TrainConfig(RunConfig):
     no_decay_1d: bool = True
     ema: float = 0.999
     init: str = ""  # fine-tune: start from this DiT checkpoint (new modules, e.g. the rhythm control, start at zero)
+    corpus_frac: float = 0.5  # with a music corpus: corpus crops per step as a fraction of ``batch`` (music task, no motion)
     amp: bool = True  # bf16 autocast on CUDA
     val_every: int = 1000
     ckpt_every: int = 2000
@@ -186,8 +187,12 @@ def val_loss(model, sampler: CropSampler, n: int = 256, seed: int = 1234) -> flo
 
 
 def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool = False, progress: bool = True,
-          dit_config=None, meta: dict | None = None) -> Path:
-    """Train (or resume) a DiT on encoded latents; returns the path of ``OUT/dit.safetensors``."""
+          dit_config=None, meta: dict | None = None, corpus: dict | None = None) -> Path:
+    """Train (or resume) a DiT on encoded latents; returns the path of ``OUT/dit.safetensors``.
+
+    ``corpus``: music-only latents (models/corpus.encode_corpus: "music/<id>", "rhythm/<id>"): every step adds
+    ``corpus_frac * batch`` corpus crops, denoised as music with the motion condition dropped (the music branch
+    learns music beyond the paired songs, with the rhythm control of the score or the beat tracker)."""
     from momu_live.models.builders import build_dit
     from momu_live.models.checkpoint import config_to_dict, init_from, save_checkpoint
     from momu_live.models.dit import SIZES, flow_matching_loss
@@ -211,11 +216,29 @@ def train(latents: dict, out_dir, cfg: TrainConfig, device="cpu", resume: bool =
     except MomuError:
         val_s = None
 
+    corpus_s, n_corpus = None, 0
+    if corpus is not None:
+        if has_rhythm(latents) != has_rhythm(corpus):
+            raise MomuError("the paired latents and the corpus latents must both have a rhythm control or neither")
+        items = [(corpus[f"music/{i}"],) + ((corpus[f"rhythm/{i}"],) if has_rhythm(corpus) else ())
+                 for i, s in zip(corpus["ids"].tolist(), corpus["splits"].tolist()) if s == "train"]
+        corpus_s = h.sampler(items, cfg.clip, what="corpus track", unit="latent frames", hint="--clip")
+        n_corpus = max(1, round(cfg.corpus_frac * cfg.batch))
+
     def loss(batch, ctx):
         music, motion, *rho = batch  # (B, C, clip) x2 [, (B, R, clip)]
         x0, cond, task = make_batch(music, motion, ctx.gen)  # (B, C, clip) x2, (B,)
-        return flow_matching_loss(net, x0, cond, task, ctx.device_gen, cond_drop=dcfg.cond_drop,
-                                  rhythm=rho[0] if rho else None), {}
+        rhythm, keep = (rho[0] if rho else None), None
+        if corpus_s is not None:
+            cm, *cr = corpus_s.sample(n_corpus)  # (Bc, C, clip) [, (Bc, R, clip)]
+            from momu_live.models.dit import TASK_MUSIC
+
+            keep = torch.cat([torch.ones(len(x0), dtype=torch.bool), torch.zeros(len(cm), dtype=torch.bool)])
+            x0, cond = torch.cat([x0, cm]), torch.cat([cond, torch.zeros_like(cm)])  # (B + Bc, C, clip)
+            task = torch.cat([task, torch.full((len(cm),), TASK_MUSIC, dtype=task.dtype, device=task.device)])
+            rhythm = torch.cat([rhythm, cr[0]]) if rhythm is not None else None
+        return flow_matching_loss(net, x0, cond, task, ctx.device_gen, cond_drop=dcfg.cond_drop, rhythm=rhythm,
+                                  cond_keep=keep), {}
 
     def validate(step: int, final: bool) -> dict | None:
         if val_s is None:

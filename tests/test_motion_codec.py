@@ -230,3 +230,43 @@ def test_rhythm_head_trains_on_a_latents_file_and_learns_a_phase(tmp_path, momu_
     bad = momu_cli("train", "rhythm-head", "--data", str(tmp_path / "norhythm.npz"), "--out", str(tmp_path / "x"),
                    "--no-progress")
     assert bad.returncode == 2 and "--rhythm --encode-only" in bad.stderr
+
+
+def test_corpus_crops_train_the_music_branch_without_a_condition(tmp_path):
+    """cond_keep=False drops the condition exactly like cond_drop=1; a run mixing paired and corpus crops trains."""
+    import json
+
+    from momu_live.models.dit import flow_matching_loss
+    from momu_live.models.guidance import grid_from_tempo
+    from momu_live.models.train_diffusion import TrainConfig, train
+
+    torch.manual_seed(0)
+    m = build_dit(dataclasses.replace(SIZES["debug"], rhythm_dim=RHYTHM_DIM))
+    torch.nn.init.normal_(m.out.weight, std=0.1)
+    x0, cond, task = torch.randn(3, 4, 16), torch.randn(3, 4, 16), torch.tensor([0, 1, 0])
+    rho = torch.randn(3, RHYTHM_DIM, 16)
+
+    def loss(**kw):
+        return flow_matching_loss(m, x0, cond, task, torch.Generator().manual_seed(5), rhythm=rho, rhythm_drop=0.0, **kw)
+
+    dropped = loss(cond_drop=1.0)
+    assert torch.allclose(loss(cond_drop=0.0, cond_keep=torch.zeros(3, dtype=torch.bool)), dropped)
+    assert not torch.allclose(loss(cond_drop=0.0), dropped)
+    rng = np.random.default_rng(0)
+
+    def lat_file(n, music_only: bool):
+        lat = {"ids": np.array([f"d{k}" for k in range(n)]), "splits": np.array(["train"] * (n - 1) + ["val"])}
+        for k in range(n):
+            lat[f"music/d{k}"] = rng.normal(size=(4, 40)).astype(np.float16)
+            lat[f"rhythm/d{k}"] = rhythm_features(grid_from_tempo(100.0 + k, 10.0), 40).astype(np.float16)
+            if not music_only:
+                lat[f"motion/d{k}"] = rng.normal(size=(4, 40)).astype(np.float16)
+        return lat
+
+    cfg = TrainConfig(size="debug", steps=4, batch=4, clip=16, val_every=2, ckpt_every=2, warmup=1, corpus_frac=0.5)
+    train(lat_file(3, False), tmp_path / "run", cfg, progress=False, corpus=lat_file(4, True))
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["val_loss"]) for r in log)
+    with pytest.raises(MomuError, match="rhythm control or neither"):
+        no_rhythm = {k: v for k, v in lat_file(4, True).items() if not k.startswith("rhythm/")}
+        train(lat_file(3, False), tmp_path / "run2", cfg, progress=False, corpus=no_rhythm)

@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--rhythm", action="store_true",
                    help="add the rhythm control (beat / bar phase and tempo of the true music's beat grid per latent "
                         "frame, models/rhythm_control.py); --data must be a DwM folder")
+    p.add_argument("--corpus", default=None, metavar="LATENTS",
+                   help="music-only corpus latents (momu data corpus --encode): music pre-training crops mixed into "
+                        "every step (motion condition dropped); rhythm control when both files have one")
+    p.add_argument("--corpus-frac", type=float, default=0.5, help="corpus crops per step as a fraction of --batch")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="fine-tune from this DiT checkpoint (e.g. models/weights/dit); new modules start at zero")
     add_run_args(p, out="runs/dit", val_every=1000, ckpt_every=2000)
@@ -78,9 +82,14 @@ def run(args) -> int:
     if args.encode_only:
         return 0
     cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr,
-                         init=args.init or "", **run)
+                         init=args.init or "", corpus_frac=args.corpus_frac, **run)
     meta = {"vae_sha256": str(lat.get("vae_sha256", "")), "motion_kind": str(lat.get("motion_kind", "position")),
             "motion_vae_sha256": str(lat.get("motion_vae_sha256", "")), "rhythm_control": td.has_rhythm(lat)}
-    path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta)
+    corpus = None
+    if args.corpus:
+        corpus = td.load_latents(args.corpus)
+        meta["corpus"] = {"path": str(args.corpus), "tracks": int(len(corpus["ids"])), "frac": args.corpus_frac}
+    path = td.train(lat, out, cfg, args.device, resume=args.resume, progress=not args.no_progress, meta=meta,
+                    corpus=corpus)
     print(f"checkpoint: {path}")
     return 0
