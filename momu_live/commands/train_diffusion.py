@@ -19,6 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip", type=int, default=64, help="latent frames per training crop")
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps (fine-tunes: fewer)")
     p.add_argument("--encode-only", action="store_true", help="only write OUT/latents.npz")
     p.add_argument("--motion-vae", default=None, metavar="CKPT",
                    help="rig motion VAE checkpoint (momu train rig-vae): motion latents from it on the rig cache (--rig) "
@@ -82,7 +83,7 @@ def run(args) -> int:
     if args.encode_only:
         return 0
     cfg = td.TrainConfig(size=args.size, steps=args.steps, batch=args.batch, clip=args.clip, lr=args.lr,
-                         init=args.init or "", corpus_frac=args.corpus_frac, **run)
+                         warmup=args.warmup, init=args.init or "", corpus_frac=args.corpus_frac, **run)
     meta = {"vae_sha256": str(lat.get("vae_sha256", "")), "motion_kind": str(lat.get("motion_kind", "position")),
             "motion_vae_sha256": str(lat.get("motion_vae_sha256", "")), "rhythm_control": td.has_rhythm(lat)}
     corpus = None
