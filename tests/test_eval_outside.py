@@ -102,3 +102,15 @@ def test_outside_suite_refuses_a_zero_guided_strength(dwm_shared, tmp_path, momu
     r = momu_cli("eval", "generate", "--suite", "outside", "--data", str(dwm_shared), "--beat-strength", "0",
                  "--out", str(tmp_path))
     assert r.returncode == 2 and "--beat-strength" in r.stderr
+
+
+def test_align_start_undoes_a_turn_and_a_shift_about_the_first_pelvis():
+    from momu_live.commands.eval_generate import align_start
+    from momu_live.models.motion import synthetic_dance
+
+    j = synthetic_dance(3.0, fps=21.5, seed=0).joints.astype(np.float64)
+    a = 0.7
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    moved = j @ R.T + [1.0, 0.0, -2.0]
+    assert np.abs(align_start(moved, j) - j).max() < 1e-5
+    assert np.abs(align_start(j, j) - j).max() < 1e-6

@@ -331,6 +331,23 @@ MUSIC_ROWS = ("true music", "shuffled song", "other real songs", "VAE + vocoder 
 DANCE_ROWS = ("real dance", "other real dances", "VAE copy", "frozen pose", *GENERATED)
 
 
+def align_start(copy, ref):
+    """``copy`` (T, 18, 3) turned about the vertical through its first pelvis and moved so its first frame faces and
+    stands where ``ref``'s does: a codec whose decoder starts every stream facing +z at x = z = 0 (the rig codec)
+    is compared on the dance, not on where it was started (a copy that already matches is unchanged)."""
+    import numpy as np
+
+    from momu_live.models.skeleton import facing_direction
+
+    c, r = np.asarray(copy, np.float64), np.asarray(ref, np.float64)
+    fc, fr = facing_direction(c[0]), facing_direction(r[0])  # (3,) horizontal forward
+    ang = np.arctan2(fr[0], fr[2]) - np.arctan2(fc[0], fc[2])  # yaw taking copy's forward onto ref's
+    R = np.array([[np.cos(ang), 0.0, np.sin(ang)], [0.0, 1.0, 0.0], [-np.sin(ang), 0.0, np.cos(ang)]])
+    p0 = c[0, 0] * [1.0, 0.0, 1.0]  # pivot: first pelvis on the floor plane
+    out = (c - p0) @ R.T + r[0, 0] * [1.0, 0.0, 1.0]
+    return out.astype(np.float32)
+
+
 def _fd(a, b) -> float:
     """Frechet distance (models/fad.py) of two feature sets; NaN when it cannot be computed."""
     import numpy as np
@@ -544,7 +561,7 @@ def run_outside(args) -> int:
         add_music("white noise", (rng.standard_normal(len(W[i])) * float(np.sqrt(np.mean(W[i] ** 2)))).astype(np.float32))
         # ---- dance baselines
         add_dance("real dance", J[i])
-        vj = pipe.decode_motion(pipe.encode_motion(J[i]))[: len(J[i])]
+        vj = align_start(pipe.decode_motion(pipe.encode_motion(J[i]))[: len(J[i])], J[i])
         rel = lambda x: x - x[:, :1]  # noqa: E731  root-relative
         add_dance("VAE copy", vj, mpjpe_root_relative_m=float(np.linalg.norm(rel(vj) - rel(J[i]), axis=-1).mean()))
         add_dance("frozen pose", np.repeat(J[i][:1], len(J[i]), axis=0))
