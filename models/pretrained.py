@@ -122,9 +122,12 @@ def load_pipeline(weights_dir=None, device: str | torch.device = "cpu", vocoder:
 
         head = load_rhythm_head(hpath, dev)
         kind = (motion.kind if motion is not None else "position")
-        if head.meta.get("motion_kind", "position") != kind:  # trained on another motion representation: unusable
-            log.warning("%s was trained on %s motion latents, the pipeline uses %s: not used", hpath,
-                        head.meta.get("motion_kind"), kind)
+        same = head.meta.get("motion_kind", "position") == kind and (
+            kind != "rig" or head.meta.get("motion_vae_sha256", "") == dit_meta.get("motion_vae_sha256", ""))
+        if not same:  # trained on other motion latents (e.g. the shipped head beside a user's DiT): the kinematic rule
+            (log.warning if hpath.parent == wd else log.debug)(
+                "%s was trained on other motion latents than %s (%s vs %s): the dancer grid's phase comes from the "
+                "kinematic rule", hpath, pick("dit"), head.meta.get("motion_kind"), kind)
             head = None
     return Pipeline(vae, dit, voc, dev, motion=motion, rhythm_head=head)
 

@@ -99,7 +99,10 @@ while True:
 def test_wav_recorder_loses_at_most_one_block_on_crash(tmp_path, sig):
     p = tmp_path / "crash.wav"
     err = open(tmp_path / "stderr.txt", "w+")
-    proc = subprocess.Popen([sys.executable, "-c", _CRASH, str(p)], stdout=subprocess.PIPE, stderr=err, text=True)
+    # a background job of a non-interactive shell (nohup ... &, some CI runners) inherits SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt: give the child the disposition of a terminal's foreground job, as Ctrl-C meets it
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH, str(p)], stdout=subprocess.PIPE, stderr=err, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     done = 0
     for line in proc.stdout:
         done = int(line)

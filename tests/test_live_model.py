@@ -330,6 +330,9 @@ def test_live_beat_guidance_follows_the_tracked_tempo_and_the_control(pipeline):
     off, st_off, be_off = run(120.0, {"/momu/engine/set/beat": 0.0})
     on, st_on, be_on = run(120.0)
     assert np.isfinite(on).all() and len(on) == len(free) == len(off)
-    assert np.array_equal(off, free)  # strength 0 over OSC switches guidance off
-    assert not np.allclose(on, free, atol=1e-3)  # a tracked tempo guides the windows
+    if pipeline.sampler.has_rhythm:  # strength 0 switches guidance off; the tempo still reaches the rhythm control
+        assert not np.allclose(off, free, atol=1e-3)
+    else:  # a DiT without the control: strength 0 over OSC is exactly the unguided model
+        assert np.array_equal(off, free)
+    assert not np.allclose(on, off, atol=1e-3)  # guidance acts on top of the same grid
     assert st_off.spec.beat.iters > 0 and st_off.spec.beat.music_step == 0.0 and "beat 0" in be_off.info.label
