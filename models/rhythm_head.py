@@ -18,7 +18,6 @@ Layers: models/vae.py's causal streaming blocks (``CausalConv1d``, ``ResBlock``)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,8 +106,7 @@ def head_grid(pred: np.ndarray, tempo_grid, seconds: float, start_s: float = 0.0
     wb = np.hypot(p[2], p[3])
     beats_t = (t - first) / ibi  # (L,) beat count from the first beat
     best = max(range(bpb), key=lambda k: float(np.sum(wb * np.cos(bar_ang - 2 * np.pi * (beats_t - k) / bpb))))
-    offset = first + best * ibi
-    offset -= math.floor(offset / (bpb * ibi)) * bpb * ibi if offset >= bpb * ibi else 0.0
+    offset = first + best * ibi  # the first downbeat, in [0, one bar): first < ibi and best < bpb
     g = grid_from_tempo(bpm, max(seconds, offset + 2 * ibi), bpb, offset_s=offset)
     return BeatGrid(g.beats, bpb, f"{tempo_grid.source} + rhythm head phase")
 
