@@ -192,6 +192,33 @@ def beat_grid_coherence(signal: np.ndarray, fps: float, beats: np.ndarray, beats
             "phase_of_peak": float(np.angle(c) / (2 * np.pi) % 1.0), "n_frames": int(ok.sum())}
 
 
+def circular_mean(phases, weights=None) -> dict:
+    """Circular mean of phases in cycles ([0, 1) wraps): ``phase`` (cycles, [0, 1)) and resultant length ``R``
+    (1: all equal, 0: spread evenly); NaN phases are dropped, ``n`` counts the rest."""
+    p = np.asarray(phases, float)
+    w = np.ones_like(p) if weights is None else np.asarray(weights, float)
+    ok = np.isfinite(p) & np.isfinite(w)
+    if not ok.any() or w[ok].sum() <= 0:
+        return {"phase": float("nan"), "R": float("nan"), "n": 0}
+    c = np.sum(w[ok] * np.exp(2j * np.pi * p[ok])) / w[ok].sum()
+    return {"phase": float(np.angle(c) / (2 * np.pi) % 1.0), "R": float(abs(c)), "n": int(ok.sum())}
+
+
+def beat_phase_audit(feet_speed: np.ndarray, fps: float, beats: np.ndarray, onsets: np.ndarray) -> dict:
+    """Where on the music's beat a dance's feet move: ``feet_phase`` (cycles after the tracked beat where the feet
+    speed peaks, with its lock ``feet_R``; ``beat_grid_coherence``'s phase_of_peak / |c|), ``onset_phase`` (circular
+    mean beat phase of the music's onsets, ``onset_R``: where the tracker put the beats relative to the audible
+    attacks), and ``lag_s``: feet-speed peak minus the onsets' phase, in seconds at the median beat period (wrapped
+    to +-half a beat).  Across dances of one style, a consistent ``lag_s`` means the beat phase can be learnt from
+    motion; an even spread means the pairs' music-motion offsets differ per dance."""
+    fb = beat_grid_coherence(feet_speed, fps, beats, 1)
+    on = circular_mean(grid_phase(np.asarray(onsets, float), beats) % 1.0)
+    ibi = float(np.median(np.diff(np.asarray(beats, float)))) if len(beats) > 1 else float("nan")
+    lag = ((fb["phase_of_peak"] - on["phase"] + 0.5) % 1.0 - 0.5) * ibi
+    return {"feet_phase": fb["phase_of_peak"], "feet_R": fb["c"], "onset_phase": on["phase"], "onset_R": on["R"],
+            "beat_period_s": ibi, "lag_s": float(lag)}
+
+
 # ------------------------------------------------------------------------------------------------
 # 6: kinetic features, FID_k, diversity
 

@@ -107,3 +107,29 @@ def retrieval_ranks(z_music: torch.Tensor, z_motion: torch.Tensor, center: bool 
     sim = F.normalize(z_motion, dim=-1) @ F.normalize(z_music, dim=-1).t()  # (N, N)
     own = sim.diagonal()[:, None]
     return (sim > own).sum(1)
+
+
+def retrieval_scores(z_music: torch.Tensor, z_motion: torch.Tensor, candidates: int = 32, seed: int = 0) -> dict:
+    """Motion-to-music clip retrieval (the BiCoR-VAE evaluation): pooled clips (N, C) of the same times, row i of
+    each modality from the same moment.  Each motion clip ranks its own music clip among ``candidates - 1`` music
+    clips drawn at random (seeded) from every other time and dance (centred over all N clips, cosine).  Returns
+    top-1 / top-5 rates, chance levels, ``top1_x_chance``, and ``*_all`` ranked against every clip."""
+    N = len(z_music)
+    if N < 2:
+        raise ValueError("retrieval needs at least two clips")
+    ranks_all = retrieval_ranks(z_music, z_motion)  # (N,)
+    K = min(int(candidates), N)
+    za = F.normalize(z_music - z_music.mean(0, keepdim=True), dim=-1)
+    zm = F.normalize(z_motion - z_motion.mean(0, keepdim=True), dim=-1)
+    sim = zm @ za.t()  # (N, N) motion i vs music j
+    g = torch.Generator().manual_seed(seed)
+    ranks = torch.empty(N, dtype=torch.long)
+    for i in range(N):
+        others = torch.randperm(N - 1, generator=g)[: K - 1]
+        others = others + (others >= i).long()  # skip i
+        ranks[i] = (sim[i, others.to(sim.device)] > sim[i, i]).sum().cpu()
+    top1 = (ranks < 1).float().mean().item()
+    return {"retrieval_top1": top1, "retrieval_top5": (ranks < 5).float().mean().item(), "candidates": int(K),
+            "chance_top1": 1.0 / K, "chance_top5": min(1.0, 5.0 / K), "top1_x_chance": top1 * K, "clips": int(N),
+            "retrieval_top1_all": (ranks_all < 1).float().mean().item(),
+            "retrieval_top5_all": (ranks_all < 5).float().mean().item()}

@@ -14,13 +14,17 @@ integrated from the same start):
   the real dancer's while planted)
 + heading_weight * mean |integrated heading error| over the crop (rad; the heading is integrated from its
   velocity, so a small bias drifts: 100+ deg over 30 s before this term)
-+ kl_weight * KL.
++ kl_weight * KL
++ contrastive_weight * the rhythmic contrastive loss of BiCoR-VAE (MoMu-Diffusion Eq. 3-4, models/rhythm.py) between
+  the normalised posterior means of the crop and the frozen music VAE's normalised posterior means of the same
+  times' music (``RigDance.mel``; the paper's stage 2, against the music latents the DiT uses).
 
 Validation (``evaluate_copy``): the VAE copy (posterior means) of the first ``seconds`` of every validation
 dance, positions by FK: MPJPE root-relative against the rig fit and (when given) the real joints, jitter
 (models/kinematics.jitter, m/s^3), bone-length SD (0 by construction: asserted), skating
 (kinematics.foot_contact), kinetic FD (models/metrics.fid_k: AIST++ kinetic features of 5-s windows every 1 s,
-against a reference set of training-dance windows; the outside table's definition).
+against a reference set of training-dance windows; the outside table's definition); with music, motion-to-music
+clip retrieval (models/rhythm.retrieval_scores: 8-latent-frame clips, 32 candidates) of the copy's latents.
 """
 from __future__ import annotations
 
@@ -62,6 +66,10 @@ class TrainConfig(RunConfig):
     contact_weight: float = 0.2
     skate_weight: float = 1.0
     kl_weight: float = 1e-4
+    contrastive_weight: float = 0.0  # > 0: the rhythmic contrastive stage (needs the dances' music, attach_music)
+    contrast_clip: int = 8  # latent frames per contrast clip (0.74 s), as the position VAE's stage 2
+    contrast_per_item: int = 4
+    temperature: float = 0.1
     val_seconds: float = 30.0
     val_every: int = 500
     ckpt_every: int = 500
@@ -78,6 +86,34 @@ class RigDance:
     start: np.ndarray  # (3,) x0, z0, theta0
     split: str
     genre: str = ""
+    mel: np.ndarray | None = None  # (80, 4T) float16 log-mel of the dance's music (attach_music), same start
+
+
+def music_id(name: str) -> str:
+    """The DwM id whose music goes with a rig-cache dance (a mirrored dance keeps its original's music)."""
+    return name[: -len("_mirror")] if name.endswith("_mirror") else name
+
+
+def attach_music(dances: list[RigDance], data: str | Path) -> list[RigDance]:
+    """Each dance with the log-mel (80, 4T) of its music from the DwM-format folder ``data`` (music and motion start
+    together there; the mel is cut or zero-padded to 4 mel frames per model-rate frame)."""
+    import torch
+
+    from dataclasses import replace
+
+    from momu_live.models.audio import log_mel
+    from momu_live.models.datasets import load_dwm
+
+    ids = sorted({music_id(d.name) for d in dances})
+    mels = {p.name: log_mel(torch.from_numpy(p.wav.astype(np.float32))).numpy() for p in load_dwm(data, ids)}
+    per = TB.motion_per_mel  # mel frames per model-rate motion frame
+    out = []
+    for d in dances:
+        m = mels[music_id(d.name)]
+        n = per * len(d.feats)
+        m = m[:, :n] if m.shape[1] >= n else np.pad(m, ((0, 0), (0, n - m.shape[1])), constant_values=float(m.min()))
+        out.append(replace(d, mel=m.astype(np.float16)))
+    return out
 
 
 def load_rig_cache(cache: str | Path) -> tuple[list[RigDance], RigStats | None]:
@@ -105,8 +141,10 @@ def load_rig_cache(cache: str | Path) -> tuple[list[RigDance], RigStats | None]:
 
 # ---------------------------------------------------------------------------------------------
 # losses
-def rig_vae_losses(vae: RigVAE, x: torch.Tensor, bones: torch.Tensor, cfg: TrainConfig, sample: bool = True):
-    """x (B, T, 86) features, bones (B, 17) -> (loss, metrics)."""
+def rig_vae_losses(vae: RigVAE, x: torch.Tensor, bones: torch.Tensor, cfg: TrainConfig, sample: bool = True,
+                   extras: dict | None = None):
+    """x (B, T, 86) features, bones (B, 17) -> (loss, metrics); ``extras`` (a dict) receives the posterior means
+    ``mu`` (B, C, T/2) and the true FK positions ``P`` (B, T, J, 3) for the contrastive term."""
     xn = vae.normalize(x)
     mu, logvar = vae.encode(x)
     z = reparameterize(mu, logvar) if sample else mu
@@ -134,6 +172,8 @@ def rig_vae_losses(vae: RigVAE, x: torch.Tensor, bones: torch.Tensor, cfg: Train
     l_skate = (F.relu(sp - sp_true) * m).sum() / m.sum().clamp_min(1.0)
     l_head = (torch.cumsum(y[:, 1:, 3] - x[:, 1:, 3], dim=1) / FPS).abs().mean()  # rad
     l_kl = kl_divergence(mu, logvar)
+    if extras is not None:
+        extras.update(mu=mu, P=P)
     loss = (cfg.heading_weight * l_head + cfg.rot_weight * l_rot + cfg.root_weight * l_root + cfg.pos_weight * l_pos + cfg.pos_global_weight * l_posg
             + cfg.vel_weight * l_vel + cfg.acc_weight * l_acc + cfg.contact_weight * l_con + cfg.skate_weight * l_skate
             + cfg.kl_weight * l_kl)
@@ -277,28 +317,66 @@ def export_for_pipeline(ckpt, dances: list[RigDance], out, device="cpu") -> Path
 
 # ---------------------------------------------------------------------------------------------
 # training
+def copy_retrieval(vae: RigVAE, music_vae, dances: list[RigDance], seconds: float = 30.0, device="cpu",
+                   clip_len: int = 8, candidates: int = 32, seed: int = 0) -> dict:
+    """Motion-to-music clip retrieval (models/rhythm.retrieval_scores) of the posterior means of the first ``seconds``
+    of ``dances`` (each with ``mel``) against ``music_vae``'s posterior means of their music, both normalised as the
+    DiT sees them; clips of ``clip_len`` latent frames every ``clip_len``."""
+    from momu_live.models.rhythm import cut_clips, retrieval_scores
+
+    was = vae.training
+    vae.eval()
+    pa, pm = [], []
+    with torch.no_grad():
+        for d in dances:
+            if d.mel is None:
+                raise MomuError(f"{d.name} has no music attached (train_rig_vae.attach_music)")
+            n = crop_frames(seconds, len(d.feats))
+            zm = vae.normalize_latent(vae.encode(torch.from_numpy(d.feats[:n])[None].to(device))[0])  # (1, C, L)
+            mel = torch.from_numpy(d.mel[:, : TB.motion_per_mel * n].astype(np.float32))[None].to(device)
+            za = music_vae.normalize_latent(music_vae.encode_music(mel)[0], "music")  # (1, C, L')
+            L = min(zm.shape[-1], za.shape[-1])
+            s = torch.arange(0, L - clip_len + 1, clip_len, device=zm.device)
+            st = torch.stack([torch.zeros_like(s), s], 1)
+            pa.append(cut_clips(za[..., :L], st, clip_len))
+            pm.append(cut_clips(zm[..., :L], st, clip_len))
+    vae.train(was)
+    return retrieval_scores(torch.cat(pa), torch.cat(pm), candidates, seed)
+
+
 def train(cfg: TrainConfig, dances: list[RigDance], stats: RigStats | None, out_dir: str | Path, device: str = "cpu",
-          resume: bool = False, progress: bool = True) -> dict:
+          resume: bool = False, progress: bool = True, init: str | Path | None = None, music_vae=None) -> dict:
     """Train the rig VAE; returns the last validation figures.  Writes OUT/rig_vae.safetensors+json, the train
-    state and OUT/log.json."""
+    state and OUT/log.json.  ``init``: start from this rig-VAE checkpoint (fine-tuning; its feature and latent
+    statistics come with it); ``music_vae``: the frozen BiCoR-VAE whose music latents the contrastive stage
+    (``cfg.contrastive_weight`` > 0) aligns to, with every dance's ``mel`` attached (``attach_music``)."""
     from momu_live.models.builders import build_rig_vae
-    from momu_live.models.checkpoint import save_checkpoint
+    from momu_live.models.checkpoint import init_from, save_checkpoint
+    from momu_live.models.rhythm import latent_amplitude, rhythmic_contrastive_loss
 
     tr = [d for d in dances if d.split == "train"]
     va = [d for d in dances if d.split == "val"]
     if not tr:
         raise MomuError("the rig cache has no training dances")
+    contrast = cfg.contrastive_weight > 0
+    if contrast and (music_vae is None or any(d.mel is None for d in dances)):
+        raise MomuError("the contrastive stage needs the dances' music: pass --data (the DwM folder) and --music-vae")
     stats = stats or RigStats.fit([d.feats for d in tr])
     h = Trainer(cfg, out_dir, "rig_vae", device, resume, progress, desc="rig vae")
     dev = h.device
     vae = build_rig_vae(cfg.size)
     vae.set_stats(stats)
+    if init is not None and h.saved is None:
+        init_from(vae, init)  # its feature normalisation (buffers) replaces the cache's
     vae = h.module("model", vae.to(dev))
     h.optimizer("model", vae)
-    # time-last items: features (86, T) and the bones tiled (17, T), both 2 frames per latent frame
-    items = [(d.feats.T, np.repeat(d.bones.astype(np.float32)[:, None], len(d.feats), axis=1)) for d in tr]
-    sampler = h.sampler(items, cfg.clip_latent, (TB.motion_per_latent, TB.motion_per_latent), 0.0,
-                        what="dance", unit="latent frames", hint="--clip")
+    if music_vae is not None:
+        music_vae = music_vae.to(dev).eval().requires_grad_(False)
+    # time-last items: features (86, T) and the bones tiled (17, T), both 2 frames per latent frame [+ mel (80, 4T)]
+    items = [(d.feats.T, np.repeat(d.bones.astype(np.float32)[:, None], len(d.feats), axis=1))
+             + ((d.mel,) if contrast else ()) for d in tr]
+    rates = (TB.motion_per_latent, TB.motion_per_latent) + ((TB.latent_per_mel,) if contrast else ())
+    sampler = h.sampler(items, cfg.clip_latent, rates, 0.0, what="dance", unit="latent frames", hint="--clip")
     net = h.wrap(vae)
     ref_kin = None
     if va:
@@ -306,23 +384,40 @@ def train(cfg: TrainConfig, dances: list[RigDance], stats: RigStats | None, out_
                                   for d in tr])
 
     def losses(batch, ctx):
-        feats, bones = batch  # (B, 86, T), (B, 17, T)
+        feats, bones = batch[:2]  # (B, 86, T), (B, 17, T)
         x = feats.transpose(1, 2)
-        return rig_vae_losses(net if isinstance(net, RigVAE) else net.module, x, bones[..., 0], cfg)
+        model = net if isinstance(net, RigVAE) else net.module
+        ex: dict = {}
+        loss, rec = rig_vae_losses(model, x, bones[..., 0], cfg, extras=ex if contrast else None)
+        if contrast:
+            with torch.no_grad():
+                za = music_vae.normalize_latent(music_vae.encode_music(batch[2])[0], "music")  # (B, C, Lc) frozen
+                q = latent_amplitude(ex["P"].float())  # (B, Lc)
+            zm = model.normalize_latent(ex["mu"])  # (B, C, Lc)
+            L = min(za.shape[-1], zm.shape[-1], q.shape[-1])
+            l_c = rhythmic_contrastive_loss(za[..., :L], zm[..., :L], q[:, :L], cfg.contrast_clip,
+                                            per_item=cfg.contrast_per_item, temperature=cfg.temperature, generator=ctx.gen)
+            loss = loss + cfg.contrastive_weight * l_c
+            rec["contrast"] = l_c.item()
+        return loss, rec
 
     def validate(step: int, final: bool) -> dict | None:
         if not va:
             return None
         r = evaluate_copy(vae, va, ref_kin, cfg.val_seconds, dev)
+        if music_vae is not None and all(d.mel is not None for d in va):
+            r.update(copy_retrieval(vae, music_vae, va, cfg.val_seconds, dev))
         return {"val_mpjpe_mm": r["mpjpe_rig_local_mm"], "val": {k: v for k, v in r.items() if k != "per_dance"}}
 
     def export(step: int, entry: dict | None, is_best: bool) -> None:
         lstats = latent_stats(vae, tr, dev)
         vae.set_latent_stats(lstats)  # buffers: the DiT's normalisation travels with the weights
         meta = {"step": step, "train_config": asdict(cfg), "validation": (entry or {}).get("val"),
-                "rig_stats": stats.to_dict(), "latent_stats": lstats, "fps": FPS,
+                "rig_stats": RigStats(vae.feat_mean.cpu().numpy(), vae.feat_std.cpu().numpy()).to_dict(),
+                "latent_stats": lstats, "fps": FPS,
                 "bones": np.median(np.stack([d.bones for d in tr]), axis=0).tolist(),  # generated dances' skeleton
-                "timebase": {"motion_rate": str(TB.motion_rate), "latent_rate": str(TB.latent_rate)}}
+                "timebase": {"motion_rate": str(TB.motion_rate), "latent_rate": str(TB.latent_rate)},
+                **({"init": str(init)} if init is not None else {})}
         save_checkpoint(h.out / "rig_vae", vae, vae.cfg, "rig_vae", meta)
         if is_best:
             save_checkpoint(h.out / "rig_vae_best", vae, vae.cfg, "rig_vae", meta)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from momu_live import MomuError
 from momu_live.models.packing import PackedDance
-from momu_live.models.rhythm import cut_clips, latent_amplitude, retrieval_ranks, rhythmic_contrastive_loss
+from momu_live.models.rhythm import cut_clips, latent_amplitude, retrieval_scores, rhythmic_contrastive_loss
 from momu_live.models.skeleton import BONES, MIRROR_PERM
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.models.training import RunConfig, Trainer
@@ -206,22 +206,7 @@ def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: i
            "mel_l1_vocoder_floor": (voc_floor / n_voc) if vocoder is not None else None,
            "mpjpe_mm": 1000 * joint_err / max(n_j, 1), "bone_error_mm": 1000 * bone_err / max(n_j, 1)}
     za, zm = torch.cat(pa), torch.cat(pm)  # (N, C)
-    N = len(za)
-    ranks_all = retrieval_ranks(za, zm)  # (N,)
-    K = min(candidates, N)
-    za_c = torch.nn.functional.normalize(za - za.mean(0, keepdim=True), dim=-1)
-    zm_c = torch.nn.functional.normalize(zm - zm.mean(0, keepdim=True), dim=-1)
-    sim = zm_c @ za_c.t()  # (N, N) motion i vs music j
-    g = torch.Generator().manual_seed(seed)
-    ranks = torch.empty(N, dtype=torch.long)
-    for i in range(N):
-        others = torch.randperm(N - 1, generator=g)[: K - 1]
-        others = others + (others >= i).long()  # skip i
-        ranks[i] = (sim[i, others.to(sim.device)] > sim[i, i]).sum().cpu()
-    out.update({"retrieval_top1": (ranks < 1).float().mean().item(), "retrieval_top5": (ranks < 5).float().mean().item(),
-                "candidates": int(K), "chance_top1": 1.0 / K, "chance_top5": min(1.0, 5.0 / K), "clips": int(N),
-                "retrieval_top1_all": (ranks_all < 1).float().mean().item(),
-                "retrieval_top5_all": (ranks_all < 5).float().mean().item()})
+    out.update(retrieval_scores(za, zm, candidates, seed))
     return out
 
 

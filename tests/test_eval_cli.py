@@ -112,6 +112,14 @@ def test_eval_dataset_gt_beats_shuffled_on_synthetic_pairs(tmp_path, momu_cli):
     assert res["summary"]["BAS_flux"]["gap"] > 0.1
     png = next(out.glob("beats_*.png"))
     assert png.stat().st_size > 20_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # beat-phase audit: every dance gets a lag in (-half, +half] beat; the clicks sit on the tracked beats
+    bp = res["beat_phase"]
+    assert set(bp) == {"rumba", "cha-cha", "all"} and bp["all"]["n"] == 3 and bp["rumba"]["n"] == 2
+    assert bp["all"]["onset_R_across_dances"] > 0.9 and "Beat phase across dances" in r.stdout
+    for row in res["dance_coherence_rows"]:
+        b = row["beat_phase"]
+        assert abs(b["lag_s"]) <= b["beat_period_s"] / 2 + 1e-9
+    assert (out / "beat_phase.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the music-beat cache is reused: a second run gives identical numbers
     r2 = momu_cli("eval", "dataset", "--data", str(data), "--out", str(out), "--seconds-per-clip", "10", "--json")
     assert r2.returncode == 0, r2.stderr

@@ -36,6 +36,14 @@ def test_tables_have_every_baseline_row(outside):
     assert "beat F 100 ms" in stdout and "kinetic FD" in stdout
     assert doc["seeds"] == [0] and len(doc["dances"]) == 1 and abs(doc["seconds_per_dance"] - 10) < 0.2
     assert doc["command"].startswith("momu eval generate --suite outside")
+    # every generated row uses its task's offline sampler, as `momu generate` does (models/generation.OFFLINE_SAMPLER)
+    from momu_live.models.generation import OFFLINE_SAMPLER
+
+    for task in ("motion2music", "music2motion"):
+        sp = OFFLINE_SAMPLER[task]
+        assert doc["sampler"][task] == {"sampler": sp.sampler, "schedule": sp.schedule, "steps": sp.steps,
+                                        "guidance": sp.guidance}
+        assert f"{task}: {sp.steps} {sp.sampler} steps" in md
 
 
 def test_true_music_agrees_with_itself_and_the_copy_is_close(outside):

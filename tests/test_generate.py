@@ -216,6 +216,35 @@ def test_cli_joint_and_music2motion(weights, tmp_path):
               tmp_path / "m.bvh", "--weights", weights, "--steps", 1, "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert load_motion(tmp_path / "m.npz").n_frames > 0 and (tmp_path / "m.bvh").read_text().startswith("HIERARCHY")
+    # without --steps / --sampler: the task's offline sampler (models/generation.OFFLINE_SAMPLER), recorded in the file
+    r = _momu("generate", "music2motion", "--music", tmp_path / "in.wav", "--out", tmp_path / "d.npz", "--weights",
+              weights, "--no-progress", "--threads", 1, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    meta = load_motion(tmp_path / "d.npz").meta
+    assert (meta["sampler"], meta["schedule"], meta["steps"]) == ("ddpm", "flow", 16)
+
+
+def test_offline_spec_per_task_and_overrides():
+    from momu_live import MomuError
+    from momu_live.models.generation import OFFLINE_SAMPLER, offline_spec
+
+    assert offline_spec("motion2music") == OFFLINE_SAMPLER["motion2music"]
+    assert offline_spec("music2motion").sampler == "ddpm" and offline_spec("music2motion").schedule == "flow"
+    assert offline_spec("joint") == SamplerSpec()  # joint keeps the live setting
+    # another sampler without a schedule gets its usual one; steps and other fields override
+    e = offline_spec("music2motion", "euler", 8, guidance=2.0)
+    assert (e.sampler, e.schedule, e.steps, e.guidance) == ("euler", None, 8, 2.0)
+    assert offline_spec("music2motion", steps=4).schedule == "flow"
+    # the ancestral sampler on the flow schedule runs and is seeded: same seed, same output; another seed differs
+    den = lambda x, s: 0.5 * x / (1 + s[:, None, None] ** 2)  # noqa: E731
+    from momu_live.models.sampling import get_sampler
+
+    sp = offline_spec("music2motion")
+    x = torch.randn(1, 4, 8) * sp.sigmas()[0]
+    run = lambda seed: get_sampler(sp.sampler)(den, x.clone(), sp.sigmas(), generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1)) and torch.isfinite(run(0)).all()
+    with pytest.raises(MomuError):
+        offline_spec("dance")
 
 
 @pytest.mark.parametrize("seconds", ["0", "-3"])

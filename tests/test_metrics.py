@@ -201,3 +201,20 @@ def test_genre_tempo_prior():
     assert beat_params_for(None).start_bpm == 120.0 == DEFAULT_BEATS.start_bpm
     assert beat_params_for("waltz").start_bpm == 87.0 and beat_params_for("Waltz", use_prior=False) == DEFAULT_BEATS
     assert beat_params_for("polka") == DEFAULT_BEATS
+
+
+def test_circular_mean_and_beat_phase_audit_recover_a_known_lag():
+    from momu_live.models.metrics import beat_phase_audit, circular_mean
+
+    c = circular_mean([0.95, 0.05, 0.0])  # wraps around 0
+    assert c["R"] > 0.95 and min(c["phase"], 1 - c["phase"]) < 0.01
+    assert circular_mean([0.0, 0.25, 0.5, 0.75])["R"] < 1e-9  # spread evenly
+    fps, ibi, lag = 25.0, 0.6, 0.15  # feet fastest 150 ms after each beat; onsets on the beats
+    t = np.arange(int(40 * fps)) / fps
+    beats = np.arange(0.3, 39.5, ibi)
+    feet = 1.0 + np.cos(2 * np.pi * (t - beats[0] - lag) / ibi)
+    a = beat_phase_audit(feet, fps, beats, onsets=beats + 0.01)
+    assert a["lag_s"] == pytest.approx(lag - 0.01, abs=0.02) and a["feet_R"] > 0.3 and a["onset_R"] > 0.99
+    # a lag past half a beat wraps to a negative lead
+    a2 = beat_phase_audit(1.0 + np.cos(2 * np.pi * (t - beats[0] - 0.45) / ibi), fps, beats, beats)
+    assert a2["lag_s"] == pytest.approx(0.45 - ibi, abs=0.02)

@@ -175,3 +175,69 @@ def test_real_rig_cache_copy_is_exact_in_bones(dwm_shared):
     vae = _vae(4)
     r = evaluate_copy(vae, [d], None, seconds=4.0, real={"DANCE_W_7": joints})
     assert r["bone_sd_m"] < 1e-6 and r["mpjpe_real_mm"] > 0
+
+
+def _music_for(feats: np.ndarray, seed: int) -> np.ndarray:
+    """A log-mel (80, 4T) whose loudness follows the dance's kinematic amplitude (so music and motion share a rhythm),
+    plus noise: a learnable pairing for the contrastive stage."""
+    from momu_live.models.rhythm import kinematic_amplitude
+
+    pos = R.features_to_positions(torch.from_numpy(feats)[None].double(),
+                                  R.rest_offsets_torch(torch.tensor(BONES_M)[None]), FPS)
+    q = kinematic_amplitude(pos.float())[0].numpy()  # (T,)
+    q = (q - q.mean()) / (q.std() + 1e-6)
+    rng = np.random.default_rng(seed)
+    env = np.repeat(q, 4)  # 4 mel frames per model-rate frame
+    return (-5.0 + 1.5 * env[None] * np.linspace(1.0, 0.2, 80)[:, None]
+            + 0.3 * rng.standard_normal((80, len(env)))).astype(np.float16)
+
+
+def test_contrastive_stage_trains_against_a_frozen_music_vae_and_reports_retrieval(tmp_path):
+    """The BiCoR-VAE stage 2 on the rig VAE: the contrastive term is logged and falls, the music VAE is never
+    updated, validation carries the retrieval figures, and a run without music refuses the stage."""
+    from momu_live.models.builders import debug_vae
+    from momu_live.models.train_rig_vae import RigDance, TrainConfig, train
+
+    dances = []
+    for s in range(6):
+        f = random_features(240, 10 + s)
+        dances.append(RigDance(f"D{s}", f, np.asarray(BONES_M), np.zeros(3), "val" if s == 5 else "train",
+                               mel=_music_for(f, s)))
+    torch.manual_seed(0)
+    mvae = debug_vae().eval()
+    before = {k: v.clone() for k, v in mvae.state_dict().items()}
+    cfg = TrainConfig(size="debug", steps=60, batch=8, clip_latent=16, lr=3e-3, contrastive_weight=1.0, val_seconds=10.0,
+                      val_every=60, ckpt_every=60, log_every=10, seed=0)
+    val = train(cfg, dances, None, tmp_path / "run", progress=False, music_vae=mvae)
+    assert all(torch.equal(before[k], v) for k, v in mvae.state_dict().items())  # frozen
+    import json
+
+    log = [e for e in json.loads((tmp_path / "run" / "log.json").read_text()) if "contrast" in e]
+    assert len(log) >= 3 and log[-1]["contrast"] < log[0]["contrast"]
+    assert val["candidates"] >= 2 and 0.0 <= val["retrieval_top1"] <= 1.0 and val["clips"] >= 2
+    assert val["top1_x_chance"] == pytest.approx(val["retrieval_top1"] * val["candidates"])
+    with pytest.raises(MomuError, match="music"):
+        train(cfg, [RigDance(d.name, d.feats, d.bones, d.start, d.split) for d in dances], None, tmp_path / "r2",
+              progress=False, music_vae=mvae)
+
+
+def test_retrieval_scores_find_identical_clips_and_sit_at_chance_on_unrelated_ones():
+    from momu_live.models.rhythm import retrieval_scores
+
+    g = torch.Generator().manual_seed(0)
+    za = torch.randn(200, 16, generator=g)
+    same = retrieval_scores(za, za.clone() + 0.01 * torch.randn(200, 16, generator=g), candidates=32)
+    assert same["retrieval_top1"] == 1.0 and same["top1_x_chance"] == pytest.approx(32.0)
+    unrelated = retrieval_scores(za, torch.randn(200, 16, generator=g), candidates=32)
+    assert unrelated["top1_x_chance"] < 3.0 and unrelated["chance_top1"] == pytest.approx(1 / 32)
+
+
+def test_attach_music_gives_each_mirror_its_originals_music(dwm_shared):
+    """On the shared data: a mirrored dance gets the same log-mel as its original, 4 mel frames per motion frame."""
+    from momu_live.models.train_rig_vae import RigDance, attach_music
+
+    f = random_features(50, 0)
+    ds = attach_music([RigDance("DANCE_W_7", f, np.asarray(BONES_M), np.zeros(3), "val"),
+                       RigDance("DANCE_W_7_mirror", f, np.asarray(BONES_M), np.zeros(3), "train")], dwm_shared)
+    assert ds[0].mel.shape == (80, 200) and np.array_equal(ds[0].mel, ds[1].mel)
+    assert float(ds[0].mel.astype(np.float32).std()) > 0.1  # real music, not padding

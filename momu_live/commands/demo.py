@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "MP4 and a beat plot; print the beat metrics.")
     p.add_argument("--out", default=None, help="output folder (default: momu_demo/run-<time>)")
     p.add_argument("--seconds", type=float, default=20.0, help="length to generate from each input (<= 30)")
-    p.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: each task's offline setting, models/generation.OFFLINE_SAMPLER: 16)")
     p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beat-strength", type=float, default=1.0,
@@ -89,7 +90,7 @@ def run(args) -> int:
     from momu_live.commands.generate import load_motion_input
     from momu_live.demo_media import DEMO_DANCE, DEMO_MUSIC
     from momu_live.models.audio import load_audio, save_wav
-    from momu_live.models.generation import SamplerSpec
+    from momu_live.models.generation import offline_spec
     from momu_live.models.metrics import score_pair
     from momu_live.models.motion import Motion
     from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
@@ -97,7 +98,7 @@ def run(args) -> int:
     con = Console()
     if not (0 < args.seconds <= 30):
         raise MomuError(f"--seconds must be in (0, 30] (the bundled media are 30 s), got {args.seconds}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise MomuError(f"--steps must be >= 1, got {args.steps}")
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out) if args.out else Path("momu_demo") / time.strftime("run-%Y%m%d-%H%M%S")
@@ -107,8 +108,8 @@ def run(args) -> int:
     sr, fps = tb.sample_rate, float(tb.motion_rate)
     from momu_live.models import guidance as G
 
-    spec = SamplerSpec(sampler="euler", steps=args.steps, guidance=args.guidance,
-                       beat=G.BeatSpec().scaled(args.beat_strength))
+    kw = {"guidance": args.guidance, "beat": G.BeatSpec().scaled(args.beat_strength)}
+    specs = {t: offline_spec(t, steps=args.steps, **kw) for t in ("motion2music", "music2motion")}
     timings = {}
 
     def step(msg):
@@ -136,7 +137,8 @@ def run(args) -> int:
 
     # 1) motion -> music
     t0 = time.perf_counter()
-    with step(f"motion -> music: {len(dance) / fps:.1f} s of dance, {args.steps} steps"):
+    spec = specs["motion2music"]
+    with step(f"motion -> music: {len(dance) / fps:.1f} s of dance, {spec.steps} {spec.sampler} steps"):
         res = pipe.motion2music(dance, args.seed, spec, grid=grids["dancer"])
     timings["motion2music_s"] = time.perf_counter() - t0
     gen_music = res["wav"].numpy()
@@ -144,14 +146,15 @@ def run(args) -> int:
 
     # 2) music -> motion
     t0 = time.perf_counter()
-    with step(f"music -> motion: {len(music) / sr:.1f} s of music, {args.steps} steps"):
-        res2 = pipe.music2motion(music, args.seed, spec, grid=grids["music"])
+    spec2 = specs["music2motion"]
+    with step(f"music -> motion: {len(music) / sr:.1f} s of music, {spec2.steps} {spec2.sampler} steps"):
+        res2 = pipe.music2motion(music, args.seed, spec2, grid=grids["music"])
     timings["music2motion_s"] = time.perf_counter() - t0
     raw = None
     if guided:  # the same seed without beat guidance: what the guidance adds, side by side
         with step("the same two generations without beat guidance (for comparison)"):
             raw = (pipe.motion2music(dance, args.seed, spec)["wav"].numpy(),
-                   Motion(joints=pipe.music2motion(music, args.seed, spec)["joints"], fps=fps))
+                   Motion(joints=pipe.music2motion(music, args.seed, spec2)["joints"], fps=fps))
     gen_motion = Motion(joints=res2["joints"], fps=fps, meta={"source": "momu demo music2motion", "music": DEMO_MUSIC.name})
     files["dance_for_music"] = gen_motion.save(out / "dance_for_music.npz")
     from momu_live.models.bvh import export_bvh
@@ -196,7 +199,8 @@ def run(args) -> int:
                    ("bundled music + generated dance, no beat guidance", raw[1].joints, fps, music, sr, s_raw_mu2mo)]
     _plot(files["beats_png"], panels)
 
-    summary = {"out": str(out), "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+    summary = {"out": str(out), "steps": {t: sp.steps for t, sp in specs.items()},
+               "sampler": {t: sp.sampler for t, sp in specs.items()}, "guidance": args.guidance, "seed": args.seed,
                "beat_strength": args.beat_strength,
                "beat_grids": {k: (None if g is None else {"bpm": g.bpm, "beats_per_bar": g.beats_per_bar, "source": g.source})
                               for k, g in grids.items()},
@@ -215,7 +219,7 @@ def run(args) -> int:
     con.print(table)
     con.print(f"motion->music {timings['motion2music_s']:.2f} s (RTF {summary['rtf']['motion2music']:.3f}), "
               f"music->motion {timings['music2motion_s']:.2f} s (RTF {summary['rtf']['music2motion']:.3f}) "
-              f"on {args.device}, {args.threads} threads, {args.steps} steps")
+              f"on {args.device}, {args.threads} threads, " + ", ".join(f"{t} {sp.steps} {sp.sampler} steps" for t, sp in specs.items()))
     print(f"outputs in {out}/")
     for k, v in {**files, "summary": out / "summary.json"}.items():
         print(f"  {k:32s} {v}")

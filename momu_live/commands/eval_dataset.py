@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
             row[f"{tag}_pelvis_bar"] = M.beat_grid_coherence(feet["pelvis_height"], fps, mus.beats, bpb)["z"]
             row[f"{tag}_genre_lock"] = row[f"{tag}_pelvis_bar"] if bpb == 3 else row[f"{tag}_feet_beat"]
         row["readme_alignment_z"] = readme_z.get(p.name)
+        mus = music[i][0]
+        row["beat_phase"] = M.beat_phase_audit(feet["feet_speed"], fps, mus.beats, mus.onsets.get("loris", mus.beats))
         dance_coh.append(row)
     if not rows_gt:
         raise MomuError(f"no clip of {S} s fits in the dances; lower --seconds-per-clip")
@@ -188,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         from scipy.stats import spearmanr
 
         dance_summary["spearman_genre_lock_vs_index_alignment_z"] = float(spearmanr(zz[:, 0], zz[:, 1])[0])
+    beat_phase = _phase_consistency(dance_coh)
     # distribution metrics (pairing-invariant: GT and shuffled sets hold the same motions and the same musics)
     val_ids = set(D.DWM_VALIDATION) & {p.name for p in pairs}
     dist = {"note": "FID_k, Div_k and FAD compare sets; shuffling the pairing does not change them (gap 0 by construction)"}
@@ -210,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "tempo": {p.name: music[i][0].tempo for i, p in enumerate(pairs)},
         "summary": summary, "loris_aggregates": loris, "music_vs_music_shuffled": mm_summary,
         "dance_coherence": dance_summary, "dance_coherence_rows": dance_coh, "distribution": dist,
+        "beat_phase": beat_phase,
         "settings": {"bas_fps": M.BAS_FPS, "bas_sigma_frames": M.BAS_SIGMA_FRAMES, "sample_rate": DEFAULT_TIMEBASE.sample_rate, "hop": 512,
                      "music_params": music[0][0].params},
         "clips": [{**c, "gt": g, "shuffled": s} for c, g, s in zip(clip_info, rows_gt, rows_sh)],
@@ -219,11 +223,67 @@ def run(args: argparse.Namespace) -> int:
     (out / "eval_dataset.json").write_text(json.dumps(_finite(result), indent=1))
     ip = next((i for i, p in enumerate(pairs) if "waltz" in p.genre.lower()), 0)  # a waltz shows the grid best
     png = _plot(out, pairs[ip], music[ip][1][0], music[partner[ip]][1][0], pairs[partner[ip]].name, S)
+    _plot_phase(out / "beat_phase.png", dance_coh)
     if args.json:
-        print(json.dumps(_finite({k: result[k] for k in ("n_clips", "summary", "loris_aggregates", "dance_coherence", "distribution")})))
+        print(json.dumps(_finite({k: result[k] for k in ("n_clips", "summary", "loris_aggregates", "dance_coherence",
+                                                            "distribution", "beat_phase")})))
         return 0
     _print_table(result, out / "eval_dataset.json", png)
     return 0
+
+
+def _phase_consistency(rows: list[dict]) -> dict:
+    """Per genre and over all dances: how consistently the feet peak at one beat phase across dances (circular mean
+    and resultant length R of the per-dance lags feet - onsets, in beats) and how consistently the tracker's beats
+    sit on the onsets (R of the per-dance onset phases).  R near 1: one phase for the style; near 0: spread evenly."""
+    import numpy as np
+
+    from momu_live.models.metrics import circular_mean
+
+    out = {}
+    genres = sorted({r["genre"] for r in rows})
+    for g in genres + ["all"]:
+        rs = [r for r in rows if g in ("all", r["genre"])]
+        lags = [r["beat_phase"]["lag_s"] / r["beat_phase"]["beat_period_s"] for r in rs]
+        lag = circular_mean(lags)
+        out[g] = {"n": len(rs), "lag_phase_mean": lag["phase"], "lag_R_across_dances": lag["R"],
+                  "onset_R_across_dances": circular_mean([r["beat_phase"]["onset_phase"] for r in rs])["R"],
+                  "feet_R_within_dance_median": float(np.nanmedian([r["beat_phase"]["feet_R"] for r in rs])),
+                  "lag_ms_range": [float(1000 * np.nanmin([r["beat_phase"]["lag_s"] for r in rs])),
+                                   float(1000 * np.nanmax([r["beat_phase"]["lag_s"] for r in rs]))]}
+    return out
+
+
+def _plot_phase(path, rows: list[dict]):
+    """Polar picture of ``beat_phase``: per dance, the onsets' beat phase (outer ring) and the feet-speed peak's
+    lag behind them (inner points, radius = within-dance lock R), coloured by genre."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig = plt.figure(figsize=(6.4, 6.4))
+    ax = fig.add_subplot(projection="polar")
+    ax.set_theta_zero_location("N")
+    ax.set_theta_direction(-1)
+    cols = dict(zip(sorted({r["genre"] for r in rows}), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for r in rows:
+        b = r["beat_phase"]
+        lag = b["lag_s"] / b["beat_period_s"]
+        ax.plot([2 * np.pi * lag], [b["feet_R"]], "o", color=cols[r["genre"]], ms=7, alpha=0.85)
+        ax.plot([2 * np.pi * b["onset_phase"]], [0.33], "x", color=cols[r["genre"]], ms=6)
+    for g, c in cols.items():
+        ax.plot([], [], "o", color=c, label=g)
+    ax.plot([], [], "x", color="k", label="music onsets' phase (r fixed)")
+    ax.set_rmax(0.35)
+    ax.set_title("Feet-speed peak relative to the music's onsets, one point per dance\n"
+                 "(angle: lag in beats, 0 = on the onsets; radius: lock within the dance)", fontsize=9)
+    ax.legend(loc="lower left", bbox_to_anchor=(-0.15, -0.15), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _print_table(result: dict, json_path, png) -> None:
@@ -260,6 +320,15 @@ def _print_table(result: dict, json_path, png) -> None:
     for k, v in result["distribution"].items():
         t3.add_row(k, f(v) if isinstance(v, float) else str(v))
     c.print(t3)
+    t4 = Table(title="Beat phase across dances: feet-speed peak minus the music's onsets (R 1: one phase for all "
+                     "dances of the style; 0: spread evenly)")
+    for col in ("genre", "dances", "lag R across dances", "lag range ms", "feet lock R in a dance (median)",
+                "onset phase R across songs"):
+        t4.add_column(col, justify="left" if col == "genre" else "right")
+    for g, v in result["beat_phase"].items():
+        t4.add_row(g, str(v["n"]), f(v["lag_R_across_dances"], 2), f"{v['lag_ms_range'][0]:+.0f} .. {v['lag_ms_range'][1]:+.0f}",
+                   f(v["feet_R_within_dance_median"], 3), f(v["onset_R_across_dances"], 2))
+    c.print(t4)
     c.print(f"JSON: {json_path}\nplot: {png}")
 
 

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
                    "to evaluate at --beat-steps sampling steps, comma-separated (rows 'euler4+beat1'; grid: the music's "
                    "beats for music->motion, the dancer's tempo for motion->music; 0: no guided rows)")
     p.add_argument("--beat-iters", type=int, default=None, help="gradient steps per sampling step (default: BeatSpec's)")
-    p.add_argument("--beat-steps", type=int, default=4, help="sampling steps of the guided rows")
+    p.add_argument("--beat-steps", type=int, default=None,
+                   help="sampling steps of the guided rows (default 4); --suite outside: of every generated row "
+                        "(default: each task's offline sampler, models/generation.OFFLINE_SAMPLER)")
     p.add_argument("--beat-tmax", type=float, default=None, help="guide only at flow times t <= this (default: BeatSpec's)")
     p.add_argument("--seconds", type=float, default=30.0, help="crop each dance to this many seconds")
     p.add_argument("--max-dances", type=int, default=0, help="use only the first N validation dances (0: all)")
@@ -152,6 +154,8 @@ def run(args) -> int:
     sr = tb.sample_rate
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.beat_steps is None:
+        args.beat_steps = 4
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
     specs = [(f"euler{n}", SamplerSpec(steps=n, guidance=args.guidance), False) for n in steps]
     if args.many:
@@ -467,7 +471,9 @@ def run_outside(args) -> int:
     from momu_live.models.beats import analyse_music, beat_params_for, click_track
     from momu_live.models.datasets import dwm_ids, load_dwm
     from momu_live.models.fad import MelStatEmbedding
-    from momu_live.models.generation import SamplerSpec
+    from dataclasses import replace
+
+    from momu_live.models.generation import offline_spec
     from momu_live.models.guidance import BeatSpec, grid_from_motion, grid_from_music
     from momu_live.models.metrics import chroma_entropy, diversity, motion_rhythm
     from momu_live.models.packing import validation_ids
@@ -513,8 +519,10 @@ def run_outside(args) -> int:
     G = {k: raw[k].genre for k in raw}
     melstat = MelStatEmbedding()
     pipe = load_pipeline(args.weights, args.device)
-    spec0 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(0.0))
-    spec1 = SamplerSpec(steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(args.beat_strength))
+    # each task's offline sampler (what `momu generate` uses), --beat-steps overriding its steps
+    spec0 = {t: offline_spec(t, steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(0.0))
+             for t in ("motion2music", "music2motion")}
+    spec1 = {t: replace(sp, beat=BeatSpec().scaled(args.beat_strength)) for t, sp in spec0.items()}
 
     # rhythm of every song with its own genre's tempo prior (tempo matching); per evaluated dance the songs it is
     # compared with are re-analysed with that dance's prior (music_item), so every row gets the same tracker
@@ -576,12 +584,14 @@ def run_outside(args) -> int:
         # ---- generated, each seed with and without beat guidance
         agrid = grid_from_music(W[i], sr, g)
         for s in seeds:
-            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec0, mgrid), (GENERATED[2], spec1, mgrid)):
+            m0, m1 = spec0["motion2music"], spec1["motion2music"]
+            for row, spec, grid in ((GENERATED[0], m0, None), (GENERATED[1], m0, mgrid), (GENERATED[2], m1, mgrid)):
                 r = pipe.motion2music(J[i], s, spec, grid=grid)
                 it = add_music(row, r["wav"].cpu().numpy()[: len(W[i])], s)
                 if k == 0 and s == seeds[0]:
                     fig[f"music:{row}"] = (r["wav"].cpu().numpy()[: len(W[i])], it["_rhythm"])
-            for row, spec, grid in ((GENERATED[0], spec0, None), (GENERATED[1], spec0, agrid), (GENERATED[2], spec1, agrid)):
+            d0, d1 = spec0["music2motion"], spec1["music2motion"]
+            for row, spec, grid in ((GENERATED[0], d0, None), (GENERATED[1], d0, agrid), (GENERATED[2], d1, agrid)):
                 r = pipe.music2motion(W[i], s, spec, grid=grid)
                 add_dance(row, r["joints"][: len(J[i])], s)
                 if k == 0 and s == seeds[0]:
@@ -671,18 +681,21 @@ def run_outside(args) -> int:
     def clean(items):
         return [{k2: v for k2, v in x.items() if not k2.startswith("_")} for x in items]
 
-    cmd = "momu eval generate --suite outside " + " ".join(
+    cmd = "momu eval generate --suite outside " + (f"--beat-steps {args.beat_steps} " if args.beat_steps else "") + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("seconds", args.seconds), ("threads", args.threads),
                                                       ("beat-strength", args.beat_strength), ("max-dances", args.max_dances),
                                                       ("max-other", args.max_other), ("out", args.out)))
     doc = {"command": cmd, "dances": evald, "other_real": train, "seconds_per_dance": dur, "seeds": seeds,
-           "sampler": {"steps": args.beat_steps, "guidance": args.guidance, "beat_strength": args.beat_strength},
+           "sampler": {t: {"sampler": sp.sampler, "schedule": sp.schedule, "steps": sp.steps, "guidance": sp.guidance}
+                       for t, sp in spec0.items()} | {"beat_strength": args.beat_strength},
            "pairing": pairing, "tempos_own_prior": tempos, "music_summary": msummary, "dance_summary": dsummary,
            "floors": floors, "music_items": clean(sum(music.values(), [])), "dance_items": clean(sum(dance.values(), []) + floor_items),
            "definitions": OUTSIDE_DEFINITIONS, "fd_window_s": args.fd_window, "fd_hop_s": args.fd_hop}
     (out / "outside.json").write_text(json.dumps(doc, indent=1, default=float))
     md = _outside_tables(msummary, dsummary, seeds, dur, len(evald), len(train))
-    (out / "outside.md").write_text(f"`{cmd}`\n\n" + md)
+    samp = "; ".join(f"{t}: {sp.steps} {sp.sampler} steps ({sp.schedule or 'its usual'} schedule), CFG {sp.guidance:g}"
+                     for t, sp in spec0.items())
+    (out / "outside.md").write_text(f"`{cmd}`\n\nSamplers: {samp}.\n\n" + md)
     _print_outside(msummary, dsummary, dur, len(evald), seeds)
     paths = [out / "outside_spectrograms.png", out / "outside_sticks.png", out / "outside_beats.png"]
     _fig_spectrograms(paths[0], fig, sr, args.figure_seconds)

@@ -13,8 +13,14 @@ OUT_EXT = {
 
 
 def _common(p) -> None:
-    p.add_argument("--steps", type=int, default=4, help="sampling steps (1-8 rectified-flow Euler; >= 50 with --sampler ddpm)")
-    p.add_argument("--sampler", default="euler", help="euler (default, few-step), ddpm, ddim, heun, dpmpp_2m")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the task's offline setting, models/generation.OFFLINE_SAMPLER: 16 for "
+                        "motion2music and music2motion, 4 for joint; the live engine uses 4)")
+    p.add_argument("--sampler", default=None,
+                   help="euler, ddpm, ddim, heun, dpmpp_2m (default: the task's offline setting: euler for motion2music "
+                        "and joint, ddpm on the flow schedule for music2motion)")
+    p.add_argument("--schedule", default=None, choices=("flow", "karras", "ddpm"),
+                   help="noise schedule (default: the task's offline setting, or the named --sampler's usual one)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free / cross guidance weight (default 3.5)")
     p.add_argument("--tc", type=float, default=0.5, help="joint: cross-guidance switch time Tc as a fraction of T")
     p.add_argument("--seconds", type=float, default=None, help="length (joint: required; others: crop the input)")
@@ -165,14 +171,14 @@ def run(args) -> int:
     import torch
 
     from momu_live import MomuError
-    from momu_live.models.generation import SamplerSpec
+    from momu_live.models.generation import offline_spec
 
     log = logging.getLogger("momu.generate")
     # progress bars only for a person watching: never into a log file or a pipe (they would frame errors)
     progress = not args.no_progress and bool(getattr(sys.stderr, "isatty", lambda: False)())
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise MomuError(f"--steps must be >= 1, got {args.steps}")
     if args.seconds is not None and not (args.seconds > 0):
         raise MomuError(f"--seconds must be positive, got {args.seconds}")
@@ -196,12 +202,14 @@ def run(args) -> int:
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
     from momu_live.models.guidance import BeatSpec
 
-    spec = SamplerSpec(sampler=args.sampler, steps=args.steps, guidance=3.5 if args.guidance is None else args.guidance,
-                       tc=args.tc, beat=BeatSpec().scaled(args.beat_strength), rhythm=args.rhythm == "on")
-    spec.sigmas()  # validates sampler schedule / steps early
     from momu_live.models.sampling import get_sampler
 
-    get_sampler(args.sampler)
+    if args.sampler is not None:
+        get_sampler(args.sampler)  # a clear error naming the samplers
+    spec = offline_spec(args.task, args.sampler, args.steps, args.schedule, tc=args.tc,
+                        beat=BeatSpec().scaled(args.beat_strength), rhythm=args.rhythm == "on",
+                        **({} if args.guidance is None else {"guidance": args.guidance}))
+    spec.sigmas()  # validates sampler schedule / steps early
 
     from momu_live.models.pretrained import load_pipeline
 
@@ -243,7 +251,7 @@ def _generate(args, pipe, spec, bar: _StepBar, progress: bool, log) -> int:
     from momu_live.models.timebase import DEFAULT_TIMEBASE as tb
 
     win = dict(window=args.window or None, overlap=args.overlap, blend=args.blend, callback=bar)
-    meta = {"task": args.task, "sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance, "seed": args.seed,
+    meta = {"task": args.task, "sampler": spec.sampler, "schedule": spec.schedule, "steps": spec.steps, "guidance": spec.guidance, "seed": args.seed,
             "window": args.window, "overlap": args.overlap, "blend": args.blend, "vocoder": getattr(pipe.vocoder, "name", None)}
     from momu_live.models.audio import save_wav
     from momu_live.models.motion import Motion

@@ -10,7 +10,8 @@ def register(subparsers) -> None:
         description="Trains models/rig_vae.py on the rig cache written by `momu data rig` (cache/rig: features, bones, "
                     "train stats): feature reconstruction + FK position / velocity / acceleration losses + contact BCE "
                     "+ foot-skating + KL; validates the VAE copy of the validation dances (MPJPE, jitter, bone-length SD, "
-                    "skating, kinetic FD). Writes OUT/rig_vae.safetensors+json, OUT/train_state.*, OUT/log.json.",
+                    "skating, kinetic FD; with --data also motion-to-music clip retrieval). --contrastive-weight adds "
+                    "BiCoR-VAE's rhythmic contrastive stage against the music VAE. Writes OUT/rig_vae.safetensors+json, OUT/train_state.*, OUT/log.json.",
     )
     p.add_argument("--rig", default="cache/rig", help="rig cache folder (momu data rig --out; default cache/rig)")
     p.add_argument("--data", default=None,
@@ -24,6 +25,15 @@ def register(subparsers) -> None:
     p.add_argument("--kl-weight", type=float, default=1e-4)
     p.add_argument("--heading-weight", type=float, default=2.0,
                    help="weight of the integrated heading error (rad) over a crop: heading drift of long copies")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this rig-VAE checkpoint (fine-tuning, e.g. models/weights/motion_vae); its feature "
+                        "and latent statistics come with it")
+    p.add_argument("--contrastive-weight", type=float, default=0.0,
+                   help="> 0: the rhythmic contrastive stage of BiCoR-VAE (MoMu-Diffusion Eq. 3-4) against the frozen "
+                        "music VAE's latents of the same times (needs --data for the music; 0: off)")
+    p.add_argument("--music-vae", default=None, metavar="CKPT",
+                   help="the BiCoR-VAE whose music latents the contrastive stage and the retrieval use "
+                        "(default: the shipped models/weights/vae)")
     p.add_argument("--val-seconds", type=float, default=30.0, help="first N s of each validation dance")
     p.add_argument("--evaluate", default=None, metavar="CKPT",
                    help="no training: the VAE-copy table of this checkpoint (e.g. runs/rig_vae/rig_vae) on the validation "
@@ -49,9 +59,18 @@ def _fit_cache(data: str, out: str) -> None:
     args.func(args)
 
 
+def _music_vae(path, device):
+    """The BiCoR-VAE whose music encoder the contrastive stage and the retrieval use (None: the shipped one)."""
+    from momu_live.models.vae import load_bicor_vae
+
+    return load_bicor_vae(path, device).eval()
+
+
 def run(args) -> int:
     import json
     from pathlib import Path
+
+    from momu_live import MomuError
 
     from momu_live.models.train_rig_vae import TrainConfig, load_rig_cache, train
     from momu_live.models.training import resolve_device, run_args
@@ -71,8 +90,18 @@ def run(args) -> int:
     if args.evaluate:
         return _evaluate(args, dances)
     cfg = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
-                      kl_weight=args.kl_weight, heading_weight=args.heading_weight, val_seconds=args.val_seconds, **run)
-    figures = train(cfg, dances, stats, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
+                      kl_weight=args.kl_weight, heading_weight=args.heading_weight, val_seconds=args.val_seconds,
+                      contrastive_weight=args.contrastive_weight, **run)
+    music_vae = None
+    if args.contrastive_weight > 0 and not args.data:
+        raise MomuError("--contrastive-weight needs the dances' music: pass --data (the DwM-format folder)")
+    if args.data:  # the music for the contrastive stage and the retrieval figures
+        from momu_live.models.train_rig_vae import attach_music
+
+        dances = attach_music(dances, args.data)
+        music_vae = _music_vae(args.music_vae, args.device)
+    figures = train(cfg, dances, stats, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
+                    init=args.init, music_vae=music_vae)
     print(json.dumps(figures, default=float))
     return 0
 
