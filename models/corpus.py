@@ -736,16 +736,36 @@ def corpus_summary(out_dir: str | Path) -> dict:
     return out
 
 
-def corpus_mels(out_dir: str | Path, progress: bool = True):
-    """Log-mels (80, N) float16 of every corpus file, for music-VAE pre-training (packing.PackedDance-like
-    music-only entries: yields (name, mel))."""
+def val_tunes(rows: list[dict], val_every: int) -> set[tuple[str, str]]:
+    """The held-out tunes of a corpus index: every ``val_every``-th (source, title) in sorted order, so all variants
+    and segments of a tune land on one side (``encode_corpus`` and the music VAE's corpus pre-training agree)."""
+    tunes = sorted({(r["source"], r["title"]) for r in rows})
+    return {t for i, t in enumerate(tunes) if val_every > 0 and i % val_every == val_every - 1}
+
+
+def corpus_mels(out_dir: str | Path, progress: bool = True, val_every: int = 20, max_hours: float | None = None):
+    """Log-mels (80, N) float16 of the corpus files, for music-VAE pre-training: yields (file, mel, split), split
+    "val" for ``val_tunes(rows, val_every)``, else "train"; ``max_hours``: stop once that much audio was read
+    (files in a seeded random order, so a cap draws from every source)."""
     import torch
+    from tqdm import tqdm
 
     from momu_live.models.audio import load_audio, log_mel
 
-    for r in read_index(out_dir):
-        wav, _ = load_audio(Path(out_dir) / r["file"], DEFAULT_TIMEBASE.sample_rate)
-        yield r["file"], log_mel(torch.from_numpy(wav)).numpy().astype(np.float16)
+    rows = read_index(out_dir)
+    if not rows:
+        raise MomuError(f"{out_dir}/index.csv lists no tracks; build the corpus with `momu data corpus --out {out_dir}`")
+    val = val_tunes(rows, val_every)
+    order = np.random.default_rng(0).permutation(len(rows)) if max_hours else np.arange(len(rows))
+    sr, seconds = DEFAULT_TIMEBASE.sample_rate, 0.0
+    for k in tqdm(order, desc="corpus mels", unit="track", disable=not progress):
+        r = rows[int(k)]
+        wav, _ = load_audio(Path(out_dir) / r["file"], sr)
+        yield r["file"], log_mel(torch.from_numpy(wav)).numpy().astype(np.float16), \
+            "val" if (r["source"], r["title"]) in val else "train"
+        seconds += len(wav) / sr
+        if max_hours and seconds >= 3600 * max_hours:
+            break
 
 
 # ------------------------------------------------------------------------------------------------
@@ -809,8 +829,7 @@ def encode_corpus(corpus_dir: str | Path, vae, out_path: str | Path, device="cpu
     tb = DEFAULT_TIMEBASE
     spl, sr = tb.samples_per_latent, tb.sample_rate
     seg_frames = max(1, int(math.floor(cfg.segment_s * float(tb.latent_rate))))
-    tunes = sorted({(r["source"], r["title"]) for r in rows})
-    val = {t for i, t in enumerate(tunes) if cfg.val_every > 0 and i % cfg.val_every == cfg.val_every - 1}
+    val = val_tunes(rows, cfg.val_every)
     out: dict = {"ids": [], "splits": [], "sources": [], "licences": [], "beat_kinds": [], "starts_s": []}
     skipped, seconds = [], {}
     vae = vae.to(device).eval()

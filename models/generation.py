@@ -67,14 +67,16 @@ class SamplerSpec:
 
 MANY_STEP = SamplerSpec(sampler="ddpm", steps=50)
 
-# Offline defaults per task (``momu generate``, ``momu demo``, ``momu eval generate --suite outside``): the live
-# engine keeps the few-step ``SamplerSpec()`` (4 Euler steps: its time budget), offline work can afford more.
-# Chosen on the validation dances with statistics no loss touches (docs/MODEL_CARD.md, "Sampler"): 16 Euler steps
-# give music a lower mel FD than 4 (118 -> 103) at the same beat F; for dances 16 ancestral (DDPM-posterior) steps on
-# the flow schedule give kinetic FD 43 -> 28, jitter 96 -> 79 m/s^3 (real 67) and more varied dances than 4 Euler
-# steps (16 Euler steps: FD 26 but jitter 86).  Joint keeps the live setting: not measured with more steps yet.
+# Offline defaults per task (``momu generate``, ``momu demo``, ``momu eval generate --suite outside``); the live
+# engine keeps the few-step ``SamplerSpec()`` (4 Euler steps: its time budget).  Chosen on the validation dances with
+# statistics no loss touches (docs/MODEL_CARD.md, "Sampler"): for dances, 16 ancestral (DDPM-posterior) steps on the
+# flow schedule give kinetic FD 43 -> 28, jitter 96 -> 79 m/s^3 (real 67), more travel and more varied dances than 4
+# Euler steps (16 Euler steps: FD 26 but jitter 86); for music, more Euler steps lower the mel FD (118 -> 103 at 16)
+# but every setting above 4 steps put one more dance-seed off tempo (12 -> 11 of 15) at a slightly lower beat F, so
+# music keeps 4 steps; joint too (16 ancestral steps: jitter 99 -> 85 and mel FD 118 -> 90, but the music held a
+# requested tempo less well: 0.86-1.03 of it against 0.98-1.03 over 96-150 BPM).
 OFFLINE_SAMPLER: dict[str, SamplerSpec] = {
-    "motion2music": SamplerSpec(sampler="euler", steps=16),
+    "motion2music": SamplerSpec(sampler="euler", steps=4),
     "music2motion": SamplerSpec(sampler="ddpm", steps=16, schedule="flow"),
     "joint": SamplerSpec(),
 }

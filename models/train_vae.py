@@ -7,6 +7,10 @@ Stage 2 (motion VAE against the frozen music encoder): L = L1(features) (positio
 plus root-relative joint positions in metres) + beta * KL + lambda_c * rhythmic contrastive loss
 (models/rhythm.py, Eq. 1-4) between motion and music posterior means.
 
+Stage 1 can also pre-train on a music corpus (models/corpus.py, ``corpus_mels``): every step adds
+``corpus_frac * batch`` corpus crops (music only) to the dances' crops; validation then also reports the copy's mel
+L1 on held-out corpus tunes (``corpus_val_mel_l1``).
+
 Data: a pack (models/packing.py) or a DwM folder; random crops of ``clip_latent`` latent frames with
 augmentation applied to motion and music together: tempo warp (both resampled by the same factor,
 models/training.CropSampler), mirroring (``skeleton.MIRROR_PERM`` + negated x) and rotation about the vertical axis.
@@ -55,6 +59,7 @@ class TrainConfig(RunConfig):
     spectral_weight: float = 1.0
     adv_weight: float = 0.05
     adv_start: int = 500
+    corpus_frac: float = 0.0  # stage 1 with a music corpus: corpus crops per step as a fraction of ``batch``
     contrastive: bool = True
     contrastive_weight: float = 0.2
     contrast_clip: int = 8  # latent frames per contrast clip (0.74 s)
@@ -212,10 +217,30 @@ def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: i
 
 # ---------------------------------------------------------------------------------------------
 # training
+@torch.no_grad()
+def music_copy_l1(vae: BiCoRVAE, mels: list, device="cpu", max_frames: int = 8 * 512) -> float:
+    """Mean |log-mel - VAE copy| (posterior means) over the first ``max_frames`` mel frames of each of ``mels``
+    ((80, N) arrays): the music VAE's reconstruction on music-only data (the corpus's held-out tunes)."""
+    was = vae.training
+    vae.eval()
+    err, n = 0.0, 0
+    for m in mels:
+        k = min(m.shape[-1], max_frames) // TB.latent_per_mel * TB.latent_per_mel
+        if k == 0:
+            continue
+        x = torch.as_tensor(np.asarray(m[:, :k], np.float32), device=device)[None]  # (1, 80, k)
+        rec = vae.decode_music(vae.encode_music(x)[0])  # (1, 80, k)
+        err += (rec - x).abs().sum().item()
+        n += x.numel()
+    vae.train(was)
+    return err / max(n, 1)
+
+
 def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[PackedDance], out_dir: str | Path,
           device: str = "cpu", resume: bool = False, init: str | None = None, progress: bool = True,
-          vocoder=None) -> dict:
-    """Train one stage; returns the last validation figures.  See the module docstring."""
+          vocoder=None, corpus: list | None = None, corpus_val: list | None = None) -> dict:
+    """Train one stage; returns the last validation figures.  See the module docstring.  ``corpus`` /
+    ``corpus_val``: log-mels (80, N) of music-only tracks for stage 1 (training crops / held-out copy error)."""
     from momu_live.models.builders import build_vae
     from momu_live.models.checkpoint import load_into, load_state, read_checkpoint_json, save_checkpoint
 
@@ -254,9 +279,16 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
     items = [(d.mel, d.motion.reshape(d.motion.shape[0], -1).T) for d in train_dances]
     sampler = h.sampler(items, cfg.clip_latent, (TB.latent_per_mel, TB.motion_per_latent), cfg.tempo_warp,
                         what="dance", unit="latent frames", hint="--clip")
+    corpus_s, n_corpus = None, 0
+    if corpus and cfg.stage == 1 and cfg.corpus_frac > 0:
+        corpus_s = h.sampler([(m,) for m in corpus], cfg.clip_latent, (TB.latent_per_mel,), cfg.tempo_warp,
+                             what="corpus track", unit="latent frames", hint="--clip")
+        n_corpus = max(1, round(cfg.corpus_frac * cfg.batch))
 
     def losses(batch, ctx):
         mel, mots = batch  # (B, 80, 8Lc), (B, 54, 2Lc)
+        if cfg.stage == 1 and corpus_s is not None:
+            mel = torch.cat([mel, corpus_s.sample(n_corpus)[0]])  # (B + Bc, 80, 8Lc): music only in stage 1
         if cfg.stage == 1:
             pred, mu, logvar = net(mel)  # (B, 80, 8Lc)
             l_rec = F.l1_loss(pred, mel)
@@ -300,7 +332,10 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
     def validate(step: int, final: bool) -> dict | None:
         if not val_dances:
             return None
-        return {"val": evaluate(vae, val_dances, dev, vocoder=vocoder if final else None)}
+        val = evaluate(vae, val_dances, dev, vocoder=vocoder if final else None)
+        if corpus_val and cfg.stage == 1:
+            val["corpus_val_mel_l1"] = music_copy_l1(vae, corpus_val, dev)
+        return {"val": val}
 
     def export(step: int, entry: dict | None, is_best: bool) -> None:
         vae.eval()

@@ -287,6 +287,30 @@ def test_train_resume_and_eval(tmp_path, synth_pack):
               progress=False)
 
 
+def test_stage1_pretrains_on_a_music_corpus(tmp_path, synth_pack):
+    """Stage 1 with corpus crops: the music VAE learns music-only tracks too (their copy error falls), and the
+    validation reports the held-out corpus tracks' copy error."""
+    from momu_live.models.train_vae import music_copy_l1
+
+    dances = load_pack(synth_pack)
+    tr = [d for d in dances if d.split == "train"]
+    va = [d for d in dances if d.split == "val"]
+    g = np.random.default_rng(0)
+    t = np.arange(8 * 48)
+    # music-only tracks unlike the dances' mels: slow tone sweeps over a quiet floor
+    corpus = [(-7.0 + 4.0 * (np.abs(np.arange(80)[:, None] - (40 + 30 * np.sin(t / (30 + 7 * k)))[None]) < 3)
+               + 0.1 * g.standard_normal((80, len(t)))).astype(np.float16) for k in range(4)]
+    cfg = TrainConfig(stage=1, size="debug", steps=40, batch=2, clip_latent=8, val_every=40, ckpt_every=40,
+                      adv_start=1000, lr=3e-3, corpus_frac=2.0)
+    from momu_live.models.builders import debug_vae
+
+    torch.manual_seed(0)
+    before = music_copy_l1(debug_vae(), corpus[3:])
+    figs = train(cfg, tr, va, tmp_path / "c", progress=False, corpus=corpus[:3], corpus_val=corpus[3:])
+    after = music_copy_l1(load_bicor_vae(tmp_path / "c" / "vae"), corpus[3:])
+    assert figs["corpus_val_mel_l1"] == pytest.approx(after, rel=1e-4) and after < 0.7 * before
+
+
 def replace_steps(cfg, n):
     from dataclasses import replace
 
@@ -343,7 +367,10 @@ def test_corpus_render_and_hours(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "index.csv")))
     assert len(rows) == 2 and rows[0]["bpm"] != rows[1]["bpm"]  # tempo augmentation
     assert sum(corpus_hours(tmp_path).values()) == pytest.approx(sum(float(r["seconds"]) for r in rows) / 3600)
-    name, mel = next(corpus_mels(tmp_path))
+    name, mel, split = next(corpus_mels(tmp_path, progress=False))
+    assert split in ("train", "val") and name == rows[0]["file"]
+    assert [s for *_, s in corpus_mels(tmp_path, progress=False, val_every=1)] == ["val", "val"]  # every tune held out
+    assert len(list(corpus_mels(tmp_path, progress=False, max_hours=1e-6))) == 1  # stops at the cap
     assert mel.shape[0] == 80 and mel.shape[1] > 86 and mel.dtype == np.float16
     assert mel.astype(np.float32).std() > 0.5  # real rendered audio, not silence
     assert isinstance(debian_tracks(fetch=False), list)

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="output folder (default: momu_demo/run-<time>)")
     p.add_argument("--seconds", type=float, default=20.0, help="length to generate from each input (<= 30)")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (default: each task's offline setting, models/generation.OFFLINE_SAMPLER: 16)")
+                   help="sampling steps (default: each task's offline setting, models/generation.OFFLINE_SAMPLER: 4 for "
+                        "motion -> music, 16 ancestral steps for music -> motion)")
     p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beat-strength", type=float, default=1.0,

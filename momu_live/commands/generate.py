@@ -14,11 +14,11 @@ OUT_EXT = {
 
 def _common(p) -> None:
     p.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (default: the task's offline setting, models/generation.OFFLINE_SAMPLER: 16 for "
-                        "motion2music and music2motion, 4 for joint; the live engine uses 4)")
+                   help="sampling steps (default: the task's offline setting, models/generation.OFFLINE_SAMPLER: 16 "
+                        "for music2motion, 4 for motion2music and joint, as the live engine)")
     p.add_argument("--sampler", default=None,
-                   help="euler, ddpm, ddim, heun, dpmpp_2m (default: the task's offline setting: euler for motion2music "
-                        "and joint, ddpm on the flow schedule for music2motion)")
+                   help="euler, ddpm, ddim, heun, dpmpp_2m (default: the task's offline setting: ddpm on the flow "
+                        "schedule for music2motion, euler otherwise)")
     p.add_argument("--schedule", default=None, choices=("flow", "karras", "ddpm"),
                    help="noise schedule (default: the task's offline setting, or the named --sampler's usual one)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free / cross guidance weight (default 3.5)")
@@ -32,8 +32,11 @@ def _common(p) -> None:
     p.add_argument("--window", type=int, default=0, help="generate in live windows of N latent frames (0: one pass)")
     p.add_argument("--overlap", type=int, default=4, help="window: inpainted prefix frames with --window")
     p.add_argument("--blend", type=int, default=4, help="window: cross-faded frames per border with --window")
-    p.add_argument("--beat-strength", type=float, default=1.0,
-                   help="beat guidance onto the beat grid (x the default step, models/guidance.py; 0: off)")
+    p.add_argument("--beat-strength", type=float, default=0.0,
+                   help="beat guidance onto the beat grid (x the default step, models/guidance.py; default 0: off, the "
+                        "rhythm control alone follows the grid; 1: the v0.1 default). Off by default since v0.2.1: on "
+                        "the validation dances it lowered beat F against the true music and raised dance jitter "
+                        "(docs/MODEL_CARD.md)")
     p.add_argument("--rhythm", choices=("on", "off"), default="on",
                    help="on: the beat grid also sets the DiT's rhythm control (weights trained with one, "
                         "models/rhythm_control.py); off: the model alone (with --beat-strength 0: no grid at all)")

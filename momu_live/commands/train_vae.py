@@ -25,6 +25,14 @@ def register(subparsers) -> None:
     p.add_argument("--contrastive-weight", type=float, default=0.2)
     p.add_argument("--adv-start", type=int, default=500)
     p.add_argument("--init", default=None, help="start from this vae checkpoint (e.g. a stage-1 run's OUT/vae)")
+    p.add_argument("--corpus", default=None, metavar="DIR",
+                   help="stage 1: also train the music VAE on this music corpus (momu data corpus --out DIR; "
+                        "docs/corpus.md); its held-out tunes add corpus_val_mel_l1 to the validation")
+    p.add_argument("--corpus-frac", type=float, default=1.0,
+                   help="with --corpus: corpus crops per step as a fraction of --batch (added to the dances' crops)")
+    p.add_argument("--corpus-hours", type=float, default=None,
+                   help="with --corpus: read at most this many hours of it (a seeded random draw of tracks; memory: "
+                        "about 0.1 GB per hour)")
     add_run_args(p, out="runs/vae", val_every=250, ckpt_every=500)
     p.set_defaults(func=run)
 
@@ -46,9 +54,20 @@ def run(args) -> int:
     va = [d for d in dances if d.split == "val"]
     if not tr:
         raise MomuError(f"{args.data} has no training dances")
+    corpus = corpus_val = None
+    if args.corpus:
+        if args.stage == "2":
+            raise MomuError("--corpus trains the music VAE: use it with --stage 1 or both")
+        from momu_live.models.corpus import corpus_mels
+
+        corpus, corpus_val = [], []
+        for _, mel, split in corpus_mels(args.corpus, progress=not args.no_progress, max_hours=args.corpus_hours):
+            (corpus_val if split == "val" else corpus).append(mel)
+        if not corpus:
+            raise MomuError(f"{args.corpus} has no training tracks")
     base = TrainConfig(size=args.size, steps=args.steps, batch=args.batch, lr=args.lr, clip_latent=args.clip,
                        contrastive=not args.no_contrastive, contrastive_weight=args.contrastive_weight,
-                       adv_start=args.adv_start, **run)
+                       adv_start=args.adv_start, corpus_frac=args.corpus_frac if args.corpus else 0.0, **run)
     out = Path(args.out)
     stages = [1, 2] if args.stage == "both" else [int(args.stage)]
     init = args.init
@@ -59,6 +78,7 @@ def run(args) -> int:
         if stage == 2 and args.stage == "both":
             init = str(out / "stage1" / "vae")
         figures = train(cfg, tr, va, sub, device=args.device, resume=args.resume, init=init,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, corpus=corpus if stage == 1 else None,
+                        corpus_val=corpus_val if stage == 1 else None)
     print(json.dumps(figures))
     return 0
