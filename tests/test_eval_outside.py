@@ -106,7 +106,10 @@ def test_figures_are_written(outside):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000, name
 
 
-def test_outside_suite_refuses_a_zero_guided_strength(dwm_shared, tmp_path, momu_cli):
+def test_outside_suite_refuses_an_unknown_sampler_and_a_zero_guided_strength(dwm_shared, tmp_path, momu_cli):
+    r = momu_cli("eval", "generate", "--suite", "outside", "--data", str(dwm_shared), "--sampler", "nope",
+                 "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "nope" in r.stderr
     r = momu_cli("eval", "generate", "--suite", "outside", "--data", str(dwm_shared), "--beat-strength", "0",
                  "--out", str(tmp_path))
     assert r.returncode == 2 and "--beat-strength" in r.stderr

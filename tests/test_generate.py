@@ -363,6 +363,11 @@ def test_bench_generate_json_rows(tmp_path):
                 row = next(x for x in rows if (x["task"], x["steps"], x["seconds"]) == (task, steps, secs))
                 assert row["device"] == "cpu" and 0 < row["rtf"] < 50
         assert any(x["task"] == f"{task}_live" for x in rows)
+        off = [x for x in rows if x["task"] == f"{task} (offline default)"]  # what `momu generate` runs
+        from momu_live.models.generation import OFFLINE_SAMPLER
+
+        assert {x["seconds"] for x in off} == {2, 4}
+        assert all((x["steps"], x["sampler"]) == (OFFLINE_SAMPLER[task].steps, OFFLINE_SAMPLER[task].sampler) for x in off)
     assert {"task", "steps", "seconds", "device", "rtf"} <= set(rows[0])
 
 

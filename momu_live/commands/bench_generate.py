@@ -124,6 +124,18 @@ def run(args) -> int:
                         dt = _time(fn, sync, args.repeats)
                     rows.append({"task": task + ("+beat" if guided else ""), "steps": steps, "sampler": spec.sampler,
                                  "seconds": secs, "device": dev.type, "rtf": dt / secs, "wall_s": dt})
+        # each task's offline default (models/generation.OFFLINE_SAMPLER: what `momu generate` runs), unguided
+        from momu_live.models.generation import offline_spec
+
+        for task in tasks:
+            sp = offline_spec(task, **({} if args.guidance is None else {"guidance": args.guidance}))
+            fn = {"motion2music": lambda: pipe.motion2music(joints, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0)),
+                  "music2motion": lambda: pipe.music2motion(wav, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0)),
+                  "joint": lambda: pipe.joint(secs, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0))}[task]
+            with torch.no_grad():
+                dt = _time(fn, sync, args.repeats)
+            rows.append({"task": f"{task} (offline default)", "steps": sp.steps, "sampler": sp.sampler, "seconds": secs,
+                         "device": dev.type, "rtf": dt / secs, "wall_s": dt})
     # live window steps (k new frames after an overlap prefix) and first-window latency
     tb = pipe.tb
     k, O = args.window, args.overlap
@@ -171,9 +183,9 @@ def run(args) -> int:
                           "blend": args.blend}))
         return 0
     print(f"generation real-time factors on {devname} (vocoder: {vocname}; RTF < 1 = faster than real time)")
-    print(f"{'task':<26}{'steps':>6}{'sampler':>10}{'seconds':>9}{'wall s':>10}{'RTF':>9}")
+    print(f"{'task':<32}{'steps':>6}{'sampler':>10}{'seconds':>9}{'wall s':>10}{'RTF':>9}")
     for r in rows:
-        print(f"{r['task']:<26}{r['steps']:>6}{r['sampler']:>10}{r['seconds']:>9}{r['wall_s']:>10.4f}{r['rtf']:>9.4f}")
+        print(f"{r['task']:<32}{r['steps']:>6}{r['sampler']:>10}{r['seconds']:>9}{r['wall_s']:>10.4f}{r['rtf']:>9.4f}")
     by = {(r["task"], r["steps"], r["seconds"]): r["wall_s"] for r in rows}
     secs = _ints(args.seconds)
     if len(secs) >= 2:

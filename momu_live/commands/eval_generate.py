@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--beat", default="1", help="beat-guidance strengths (x the default steps of models/guidance.BeatSpec) "
                    "to evaluate at --beat-steps sampling steps, comma-separated (rows 'euler4+beat1'; grid: the music's "
                    "beats for music->motion, the dancer's tempo for motion->music; 0: no guided rows)")
+    p.add_argument("--sampler", default=None,
+                   help="--suite outside: sampler of every generated row (default: each task's offline sampler)")
+    p.add_argument("--schedule", default=None, choices=("flow", "karras", "ddpm"),
+                   help="--suite outside: noise schedule with --sampler (default: the task's, or the sampler's usual)")
     p.add_argument("--beat-iters", type=int, default=None, help="gradient steps per sampling step (default: BeatSpec's)")
     p.add_argument("--beat-steps", type=int, default=None,
                    help="sampling steps of the guided rows (default 4); --suite outside: of every generated row "
@@ -520,9 +524,14 @@ def run_outside(args) -> int:
     melstat = MelStatEmbedding()
     pipe = load_pipeline(args.weights, args.device)
     # each task's offline sampler (what `momu generate` uses), --beat-steps overriding its steps
-    spec0 = {t: offline_spec(t, steps=args.beat_steps, guidance=args.guidance, beat=BeatSpec().scaled(0.0))
-             for t in ("motion2music", "music2motion")}
+    spec0 = {t: offline_spec(t, args.sampler, args.beat_steps, args.schedule, guidance=args.guidance,
+                             beat=BeatSpec().scaled(0.0)) for t in ("motion2music", "music2motion")}
     spec1 = {t: replace(sp, beat=BeatSpec().scaled(args.beat_strength)) for t, sp in spec0.items()}
+    from momu_live.models.sampling import get_sampler
+
+    for sp in spec0.values():  # a bad --sampler / --schedule / --beat-steps fails here, not after the analysis
+        get_sampler(sp.sampler)
+        sp.sigmas()
 
     # rhythm of every song with its own genre's tempo prior (tempo matching); per evaluated dance the songs it is
     # compared with are re-analysed with that dance's prior (music_item), so every row gets the same tracker
@@ -681,7 +690,9 @@ def run_outside(args) -> int:
     def clean(items):
         return [{k2: v for k2, v in x.items() if not k2.startswith("_")} for x in items]
 
-    cmd = "momu eval generate --suite outside " + (f"--beat-steps {args.beat_steps} " if args.beat_steps else "") + " ".join(
+    cmd = "momu eval generate --suite outside " + "".join(
+        f"--{k} {v} " for k, v in (("sampler", args.sampler), ("schedule", args.schedule), ("beat-steps", args.beat_steps),
+                                   ("guidance", args.guidance if args.guidance != 3.5 else None)) if v) + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("seconds", args.seconds), ("threads", args.threads),
                                                       ("beat-strength", args.beat_strength), ("max-dances", args.max_dances),
                                                       ("max-other", args.max_other), ("out", args.out)))
