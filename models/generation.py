@@ -85,12 +85,19 @@ OFFLINE_SAMPLER: dict[str, SamplerSpec] = {
 def offline_spec(task: str, sampler: str | None = None, steps: int | None = None, schedule: str | None = None,
                  **kw) -> SamplerSpec:
     """The offline sampler of ``task`` (``OFFLINE_SAMPLER``) with any of sampler / steps / schedule / other
-    ``SamplerSpec`` fields overridden; naming another sampler without a schedule gives that sampler's usual one."""
+    ``SamplerSpec`` fields overridden; naming another sampler without a schedule gives that sampler's usual one.
+
+    With active beat guidance (``beat=``) and no sampler named, an ancestral default becomes Euler on the same schedule
+    and steps: the fresh noise of every ancestral step washes the guidance's nudges out (the demo's music -> motion at
+    16 steps: feet-on-beat z 1.48 guided vs 0.61 unguided with the ancestral sampler, 3.93 vs 0.58 with Euler)."""
     if task not in OFFLINE_SAMPLER:
         raise MomuError(f"unknown task {task!r}; choose one of {sorted(OFFLINE_SAMPLER)}")
     base = OFFLINE_SAMPLER[task]
     if sampler is not None and sampler != base.sampler:
         base = replace(base, sampler=sampler, schedule=None)
+    beat = kw.get("beat")
+    if sampler is None and beat is not None and beat.active and base.sampler == "ddpm":
+        base = replace(base, sampler="euler")  # same (flow) schedule and steps
     over = {k: v for k, v in (("steps", steps), ("schedule", schedule)) if v is not None}
     return replace(base, **over, **kw)
 

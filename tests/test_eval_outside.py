@@ -44,6 +44,7 @@ def test_tables_have_every_baseline_row(outside):
         assert doc["sampler"][task] == {"sampler": sp.sampler, "schedule": sp.schedule, "steps": sp.steps,
                                         "guidance": sp.guidance}
         assert f"{task}: {sp.steps} {sp.sampler} steps" in md
+    assert doc["sampler"]["guided"] == {"motion2music": "euler", "music2motion": "euler"}  # guidance: deterministic
 
 
 def test_true_music_agrees_with_itself_and_the_copy_is_close(outside):

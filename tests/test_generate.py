@@ -235,6 +235,14 @@ def test_offline_spec_per_task_and_overrides():
     e = offline_spec("music2motion", "euler", 8, guidance=2.0)
     assert (e.sampler, e.schedule, e.steps, e.guidance) == ("euler", None, 8, 2.0)
     assert offline_spec("music2motion", steps=4).schedule == "flow"
+    # beat guidance needs a deterministic path: the ancestral default becomes Euler on the same schedule and steps,
+    # unless a sampler is named
+    from momu_live.models.guidance import BeatSpec
+
+    g = offline_spec("music2motion", beat=BeatSpec())
+    assert (g.sampler, g.schedule, g.steps) == ("euler", "flow", 16)
+    assert offline_spec("music2motion", beat=BeatSpec().scaled(0.0)).sampler == "ddpm"
+    assert offline_spec("music2motion", "ddpm", beat=BeatSpec()).sampler == "ddpm"
     # the ancestral sampler on the flow schedule runs and is seeded: same seed, same output; another seed differs
     den = lambda x, s: 0.5 * x / (1 + s[:, None, None] ** 2)  # noqa: E731
     from momu_live.models.sampling import get_sampler

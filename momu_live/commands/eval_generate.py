@@ -475,8 +475,6 @@ def run_outside(args) -> int:
     from momu_live.models.beats import analyse_music, beat_params_for, click_track
     from momu_live.models.datasets import dwm_ids, load_dwm
     from momu_live.models.fad import MelStatEmbedding
-    from dataclasses import replace
-
     from momu_live.models.generation import offline_spec
     from momu_live.models.guidance import BeatSpec, grid_from_motion, grid_from_music
     from momu_live.models.metrics import chroma_entropy, diversity, motion_rhythm
@@ -526,7 +524,8 @@ def run_outside(args) -> int:
     # each task's offline sampler (what `momu generate` uses), --beat-steps overriding its steps
     spec0 = {t: offline_spec(t, args.sampler, args.beat_steps, args.schedule, guidance=args.guidance,
                              beat=BeatSpec().scaled(0.0)) for t in ("motion2music", "music2motion")}
-    spec1 = {t: replace(sp, beat=BeatSpec().scaled(args.beat_strength)) for t, sp in spec0.items()}
+    spec1 = {t: offline_spec(t, args.sampler, args.beat_steps, args.schedule, guidance=args.guidance,
+                             beat=BeatSpec().scaled(args.beat_strength)) for t in spec0}  # guided: a deterministic path
     from momu_live.models.sampling import get_sampler
 
     for sp in spec0.values():  # a bad --sampler / --schedule / --beat-steps fails here, not after the analysis
@@ -698,13 +697,15 @@ def run_outside(args) -> int:
                                                       ("max-other", args.max_other), ("out", args.out)))
     doc = {"command": cmd, "dances": evald, "other_real": train, "seconds_per_dance": dur, "seeds": seeds,
            "sampler": {t: {"sampler": sp.sampler, "schedule": sp.schedule, "steps": sp.steps, "guidance": sp.guidance}
-                       for t, sp in spec0.items()} | {"beat_strength": args.beat_strength},
+                       for t, sp in spec0.items()} | {"beat_strength": args.beat_strength,
+                                                      "guided": {t: sp.sampler for t, sp in spec1.items()}},
            "pairing": pairing, "tempos_own_prior": tempos, "music_summary": msummary, "dance_summary": dsummary,
            "floors": floors, "music_items": clean(sum(music.values(), [])), "dance_items": clean(sum(dance.values(), []) + floor_items),
            "definitions": OUTSIDE_DEFINITIONS, "fd_window_s": args.fd_window, "fd_hop_s": args.fd_hop}
     (out / "outside.json").write_text(json.dumps(doc, indent=1, default=float))
     md = _outside_tables(msummary, dsummary, seeds, dur, len(evald), len(train))
     samp = "; ".join(f"{t}: {sp.steps} {sp.sampler} steps ({sp.schedule or 'its usual'} schedule), CFG {sp.guidance:g}"
+                     + (f" ({spec1[t].sampler} with beat guidance)" if spec1[t].sampler != sp.sampler else "")
                      for t, sp in spec0.items())
     (out / "outside.md").write_text(f"`{cmd}`\n\nSamplers: {samp}.\n\n" + md)
     _print_outside(msummary, dsummary, dur, len(evald), seeds)
