@@ -75,10 +75,12 @@ MANY_STEP = SamplerSpec(sampler="ddpm", steps=50)
 # but every setting above 4 steps put one more dance-seed off tempo (12 -> 11 of 15) at a slightly lower beat F, so
 # music keeps 4 steps; joint too (16 ancestral steps: jitter 99 -> 85 and mel FD 118 -> 90, but the music held a
 # requested tempo less well: 0.86-1.03 of it against 0.98-1.03 over 96-150 BPM).
+# Beat guidance is off offline (``momu generate --beat-strength 0``; docs/MODEL_CARD.md): the task's grid reaches the
+# DiT as its rhythm control only.
 OFFLINE_SAMPLER: dict[str, SamplerSpec] = {
-    "motion2music": SamplerSpec(sampler="euler", steps=4),
-    "music2motion": SamplerSpec(sampler="ddpm", steps=16, schedule="flow"),
-    "joint": SamplerSpec(),
+    "motion2music": SamplerSpec(sampler="euler", steps=4, beat=BeatSpec().scaled(0.0)),
+    "music2motion": SamplerSpec(sampler="ddpm", steps=16, schedule="flow", beat=BeatSpec().scaled(0.0)),
+    "joint": SamplerSpec(beat=BeatSpec().scaled(0.0)),
 }
 
 
@@ -95,8 +97,8 @@ def offline_spec(task: str, sampler: str | None = None, steps: int | None = None
     base = OFFLINE_SAMPLER[task]
     if sampler is not None and sampler != base.sampler:
         base = replace(base, sampler=sampler, schedule=None)
-    beat = kw.get("beat")
-    if sampler is None and beat is not None and beat.active and base.sampler == "ddpm":
+    beat = kw.get("beat", base.beat)
+    if sampler is None and beat.active and base.sampler == "ddpm":
         base = replace(base, sampler="euler")  # same (flow) schedule and steps
     over = {k: v for k, v in (("steps", steps), ("schedule", schedule)) if v is not None}
     return replace(base, **over, **kw)

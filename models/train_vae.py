@@ -279,8 +279,11 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
     items = [(d.mel, d.motion.reshape(d.motion.shape[0], -1).T) for d in train_dances]
     sampler = h.sampler(items, cfg.clip_latent, (TB.latent_per_mel, TB.motion_per_latent), cfg.tempo_warp,
                         what="dance", unit="latent frames", hint="--clip")
-    corpus_s, n_corpus = None, 0
+    corpus_s, n_corpus, corpus_meta = None, 0, {}
     if corpus and cfg.stage == 1 and cfg.corpus_frac > 0:
+        hours = lambda ms: sum(m.shape[-1] for m in ms) / float(TB.mel_rate) / 3600  # noqa: E731
+        corpus_meta = {"corpus": {"tracks": len(corpus), "hours": hours(corpus), "val_tracks": len(corpus_val or []),
+                                  "val_hours": hours(corpus_val or [])}}
         corpus_s = h.sampler([(m,) for m in corpus], cfg.clip_latent, (TB.latent_per_mel,), cfg.tempo_warp,
                              what="corpus track", unit="latent frames", hint="--clip")
         n_corpus = max(1, round(cfg.corpus_frac * cfg.batch))
@@ -341,7 +344,7 @@ def train(cfg: TrainConfig, train_dances: list[PackedDance], val_dances: list[Pa
         vae.eval()
         stats = latent_stats(vae, train_dances, dev)
         vae.set_latent_stats(stats)
-        meta = {"latent_stats": stats, "stage": cfg.stage, "step": step, "train_config": asdict(cfg),
+        meta = {"latent_stats": stats, "stage": cfg.stage, "step": step, "train_config": asdict(cfg), **corpus_meta,
                 "validation": (entry or {}).get("val"), "history": history,
                 "timebase": {"mel_rate": str(TB.mel_rate), "motion_rate": str(TB.motion_rate),
                              "latent_rate": str(TB.latent_rate)}}

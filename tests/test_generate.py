@@ -230,7 +230,9 @@ def test_offline_spec_per_task_and_overrides():
 
     assert offline_spec("motion2music") == OFFLINE_SAMPLER["motion2music"]
     assert offline_spec("music2motion").sampler == "ddpm" and offline_spec("music2motion").schedule == "flow"
-    assert offline_spec("joint") == SamplerSpec()  # joint keeps the live setting
+    j = offline_spec("joint")  # joint keeps the live sampler; offline defaults are unguided (--beat-strength 0)
+    assert (j.sampler, j.steps, j.schedule) == (SamplerSpec().sampler, SamplerSpec().steps, None)
+    assert not any(sp.beat.active for sp in OFFLINE_SAMPLER.values())
     # another sampler without a schedule gets its usual one; steps and other fields override
     e = offline_spec("music2motion", "euler", 8, guidance=2.0)
     assert (e.sampler, e.schedule, e.steps, e.guidance) == ("euler", None, 8, 2.0)

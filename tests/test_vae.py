@@ -309,6 +309,8 @@ def test_stage1_pretrains_on_a_music_corpus(tmp_path, synth_pack):
     figs = train(cfg, tr, va, tmp_path / "c", progress=False, corpus=corpus[:3], corpus_val=corpus[3:])
     after = music_copy_l1(load_bicor_vae(tmp_path / "c" / "vae"), corpus[3:])
     assert figs["corpus_val_mel_l1"] == pytest.approx(after, rel=1e-4) and after < 0.7 * before
+    meta = json.loads((tmp_path / "c" / "vae.json").read_text())["meta"]
+    assert meta["corpus"]["tracks"] == 3 and meta["corpus"]["val_tracks"] == 1 and meta["corpus"]["hours"] > 0
 
 
 def replace_steps(cfg, n):
