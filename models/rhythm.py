@@ -59,6 +59,16 @@ def cut_clips(z: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tenso
     return clips.amax(dim=1)  # (N, C)
 
 
+def aligned_clips(z_music: torch.Tensor, z_motion: torch.Tensor, length: int, hop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max-pooled clips cut at the same times from one recording's latents: z_music, z_motion (1, C, L[') ) ->
+    (music clips (N, C), motion clips (N, C)), a clip of ``length`` frames every ``hop`` (default ``length``) over the
+    common length (the retrieval evaluation's clips)."""
+    L = min(z_music.shape[-1], z_motion.shape[-1])
+    s = torch.arange(0, L - length + 1, hop or length, device=z_music.device)
+    st = torch.stack([torch.zeros_like(s), s], 1)  # (N, 2)
+    return cut_clips(z_music[..., :L], st, length), cut_clips(z_motion[..., :L], st, length)
+
+
 def clip_starts(q: torch.Tensor, length: int, per_item: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random clip starts per batch item and their clip-mean Q: returns starts (N, 2), q_clip (N,)."""
     B, L = q.shape

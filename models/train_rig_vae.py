@@ -96,7 +96,7 @@ def music_id(name: str) -> str:
 
 def attach_music(dances: list[RigDance], data: str | Path) -> list[RigDance]:
     """Each dance with the log-mel (80, 4T) of its music from the DwM-format folder ``data`` (music and motion start
-    together there; the mel is cut or zero-padded to 4 mel frames per model-rate frame)."""
+    together there; the mel is cut to 4 mel frames per model-rate frame, or padded with the song's quietest level)."""
     import torch
 
     from dataclasses import replace
@@ -322,7 +322,7 @@ def copy_retrieval(vae: RigVAE, music_vae, dances: list[RigDance], seconds: floa
     """Motion-to-music clip retrieval (models/rhythm.retrieval_scores) of the posterior means of the first ``seconds``
     of ``dances`` (each with ``mel``) against ``music_vae``'s posterior means of their music, both normalised as the
     DiT sees them; clips of ``clip_len`` latent frames every ``clip_len``."""
-    from momu_live.models.rhythm import cut_clips, retrieval_scores
+    from momu_live.models.rhythm import aligned_clips, retrieval_scores
 
     was = vae.training
     vae.eval()
@@ -335,11 +335,9 @@ def copy_retrieval(vae: RigVAE, music_vae, dances: list[RigDance], seconds: floa
             zm = vae.normalize_latent(vae.encode(torch.from_numpy(d.feats[:n])[None].to(device))[0])  # (1, C, L)
             mel = torch.from_numpy(d.mel[:, : TB.motion_per_mel * n].astype(np.float32))[None].to(device)
             za = music_vae.normalize_latent(music_vae.encode_music(mel)[0], "music")  # (1, C, L')
-            L = min(zm.shape[-1], za.shape[-1])
-            s = torch.arange(0, L - clip_len + 1, clip_len, device=zm.device)
-            st = torch.stack([torch.zeros_like(s), s], 1)
-            pa.append(cut_clips(za[..., :L], st, clip_len))
-            pm.append(cut_clips(zm[..., :L], st, clip_len))
+            a, m = aligned_clips(za, zm, clip_len)  # (N, C) each
+            pa.append(a)
+            pm.append(m)
     vae.train(was)
     return retrieval_scores(torch.cat(pa), torch.cat(pm), candidates, seed)
 

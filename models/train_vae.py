@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from momu_live import MomuError
 from momu_live.models.packing import PackedDance
-from momu_live.models.rhythm import cut_clips, latent_amplitude, retrieval_scores, rhythmic_contrastive_loss
+from momu_live.models.rhythm import aligned_clips, latent_amplitude, retrieval_scores, rhythmic_contrastive_loss
 from momu_live.models.skeleton import BONES, MIRROR_PERM
 from momu_live.models.timebase import DEFAULT_TIMEBASE
 from momu_live.models.training import RunConfig, Trainer
@@ -202,11 +202,9 @@ def evaluate(vae: BiCoRVAE, dances: list[PackedDance], device="cpu", clip_len: i
         bl_p = (jp[..., bc, :] - jp[..., bp, :]).norm(dim=-1)
         bl_t = (jt[..., bc, :] - jt[..., bp, :]).norm(dim=-1)
         bone_err += (bl_p - bl_t).abs().mean().item() * jp.shape[1] * jp.shape[2]
-        L = mu_a.shape[-1]
-        starts = torch.arange(0, L - clip_len + 1, clip_hop, device=device)
-        st = torch.stack([torch.zeros_like(starts), starts], 1)
-        pa.append(cut_clips(mu_a, st, clip_len))
-        pm.append(cut_clips(mu_m, st, clip_len))
+        a, m = aligned_clips(mu_a, mu_m, clip_len, clip_hop)  # (N, C) each
+        pa.append(a)
+        pm.append(m)
     out = {"mel_l1": mel_err / max(n_mel, 1), "mel_l1_vocoded": (voc_err / n_voc) if vocoder is not None else None,
            "mel_l1_vocoder_floor": (voc_floor / n_voc) if vocoder is not None else None,
            "mpjpe_mm": 1000 * joint_err / max(n_j, 1), "bone_error_mm": 1000 * bone_err / max(n_j, 1)}
