@@ -101,7 +101,10 @@ def offline_spec(task: str, sampler: str | None = None, steps: int | None = None
     if sampler is None and beat.active and base.sampler == "ddpm":
         base = replace(base, sampler="euler")  # same (flow) schedule and steps
     over = {k: v for k, v in (("steps", steps), ("schedule", schedule)) if v is not None}
-    return replace(base, **over, **kw)
+    spec = replace(base, **over, **kw)
+    get_sampler(spec.sampler)  # a bad sampler / schedule / step count fails here, naming the choices
+    spec.sigmas()
+    return spec
 
 
 def _noise(seed: int, batch: int, channels: int, length: int, device) -> torch.Tensor:

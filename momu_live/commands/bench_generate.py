@@ -73,6 +73,19 @@ def _time(fn, sync, repeats: int) -> float:
     return statistics.median(ts)
 
 
+def _offline_call(pipe, task: str, joints, wav, secs: float, spec, grid):
+    """The whole-clip generation of ``task`` as a no-argument call (what the table times)."""
+    from momu_live import MomuError
+
+    if task == "motion2music":
+        return lambda: pipe.motion2music(joints, 0, spec, grid=grid)
+    if task == "music2motion":
+        return lambda: pipe.music2motion(wav, 0, spec, grid=grid)
+    if task == "joint":
+        return lambda: pipe.joint(secs, 0, spec, grid=grid)
+    raise MomuError(f"unknown task {task!r}")
+
+
 def run(args) -> int:
     import json
 
@@ -111,15 +124,7 @@ def run(args) -> int:
             for task in tasks:
                 for guided, strength in (beats if steps <= 8 else beats[:1]):  # guidance: the few-step path
                     g = grid_from_tempo(120.0, secs + 1.0) if guided else None
-                    sp = replace(spec, beat=BeatSpec().scaled(strength))
-                    if task == "motion2music":
-                        fn = lambda: pipe.motion2music(joints, 0, sp, grid=g)  # noqa: E731
-                    elif task == "music2motion":
-                        fn = lambda: pipe.music2motion(wav, 0, sp, grid=g)  # noqa: E731
-                    elif task == "joint":
-                        fn = lambda: pipe.joint(secs, 0, sp, grid=g)  # noqa: E731
-                    else:
-                        raise MomuError(f"unknown task {task!r}")
+                    fn = _offline_call(pipe, task, joints, wav, secs, replace(spec, beat=BeatSpec().scaled(strength)), g)
                     with torch.no_grad():  # not inference_mode: beat guidance takes gradients through the decoders
                         dt = _time(fn, sync, args.repeats)
                     rows.append({"task": task + ("+beat" if guided else ""), "steps": steps, "sampler": spec.sampler,
@@ -129,9 +134,7 @@ def run(args) -> int:
 
         for task in tasks:
             sp = offline_spec(task, **({} if args.guidance is None else {"guidance": args.guidance}))
-            fn = {"motion2music": lambda: pipe.motion2music(joints, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0)),
-                  "music2motion": lambda: pipe.music2motion(wav, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0)),
-                  "joint": lambda: pipe.joint(secs, 0, sp, grid=grid_from_tempo(120.0, secs + 1.0))}[task]
+            fn = _offline_call(pipe, task, joints, wav, secs, sp, grid_from_tempo(120.0, secs + 1.0))
             with torch.no_grad():
                 dt = _time(fn, sync, args.repeats)
             rows.append({"task": f"{task} (offline default)", "steps": sp.steps, "sampler": sp.sampler, "seconds": secs,

@@ -521,16 +521,12 @@ def run_outside(args) -> int:
     G = {k: raw[k].genre for k in raw}
     melstat = MelStatEmbedding()
     pipe = load_pipeline(args.weights, args.device)
-    # each task's offline sampler (what `momu generate` uses), --beat-steps overriding its steps
+    # each task's offline sampler (what `momu generate` uses), --beat-steps overriding its steps; offline_spec checks
+    # --sampler / --schedule / --beat-steps here, before the analysis
     spec0 = {t: offline_spec(t, args.sampler, args.beat_steps, args.schedule, guidance=args.guidance,
                              beat=BeatSpec().scaled(0.0)) for t in ("motion2music", "music2motion")}
     spec1 = {t: offline_spec(t, args.sampler, args.beat_steps, args.schedule, guidance=args.guidance,
                              beat=BeatSpec().scaled(args.beat_strength)) for t in spec0}  # guided: a deterministic path
-    from momu_live.models.sampling import get_sampler
-
-    for sp in spec0.values():  # a bad --sampler / --schedule / --beat-steps fails here, not after the analysis
-        get_sampler(sp.sampler)
-        sp.sigmas()
 
     # rhythm of every song with its own genre's tempo prior (tempo matching); per evaluated dance the songs it is
     # compared with are re-analysed with that dance's prior (music_item), so every row gets the same tracker

@@ -205,14 +205,9 @@ def run(args) -> int:
         _check_out([od / "music.wav", od / "motion.npz", None if args.no_render else od / "dance.mp4"], args.force)
     from momu_live.models.guidance import BeatSpec
 
-    from momu_live.models.sampling import get_sampler
-
-    if args.sampler is not None:
-        get_sampler(args.sampler)  # a clear error naming the samplers
-    spec = offline_spec(args.task, args.sampler, args.steps, args.schedule, tc=args.tc,
+    spec = offline_spec(args.task, args.sampler, args.steps, args.schedule, tc=args.tc,  # validates sampler / steps
                         beat=BeatSpec().scaled(args.beat_strength), rhythm=args.rhythm == "on",
                         **({} if args.guidance is None else {"guidance": args.guidance}))
-    spec.sigmas()  # validates sampler schedule / steps early
 
     from momu_live.models.pretrained import load_pipeline
 

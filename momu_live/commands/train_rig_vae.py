@@ -59,13 +59,6 @@ def _fit_cache(data: str, out: str) -> None:
     args.func(args)
 
 
-def _music_vae(path, device):
-    """The BiCoR-VAE whose music encoder the contrastive stage and the retrieval use (None: the shipped one)."""
-    from momu_live.models.vae import load_bicor_vae
-
-    return load_bicor_vae(path, device).eval()
-
-
 def run(args) -> int:
     import json
     from pathlib import Path
@@ -99,7 +92,9 @@ def run(args) -> int:
         from momu_live.models.train_rig_vae import attach_music
 
         dances = attach_music(dances, args.data)
-        music_vae = _music_vae(args.music_vae, args.device)
+        from momu_live.models.vae import load_bicor_vae
+
+        music_vae = load_bicor_vae(args.music_vae, args.device).eval()  # None: the shipped one
     figures = train(cfg, dances, stats, args.out, device=args.device, resume=args.resume, progress=not args.no_progress,
                     init=args.init, music_vae=music_vae)
     print(json.dumps(figures, default=float))
